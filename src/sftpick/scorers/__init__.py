@@ -1,0 +1,44 @@
+"""Scorers add columns to the score table. A scorer is a small object with a `name`, the
+`columns` it produces, a `config()` (plain data: what made its numbers; it keys the resume
+cache and goes into the manifest) and `score(batch) -> {column: array}`, a pure function of
+the batch so the local engine and a Ray actor run the same object. Heavy state loads once in
+`setup()`. A scorer may return `REJECT`: per example a reason string, or None where scored.
+An optional `cost(examples)` (e.g. token counts) lets the engine sort and batch by length.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..examples import Example
+
+REJECT = "_reject"
+
+
+class Scorer(Protocol):
+    name: str
+    columns: tuple[str, ...]
+
+    def setup(self) -> None: ...
+
+    def config(self) -> dict: ...
+
+    def score(self, batch: list[Example]) -> dict[str, np.ndarray]: ...
+
+
+SCORERS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    SCORERS[cls.name] = cls
+    return cls
+
+
+def make_scorer(name: str, **options) -> Scorer:
+    if name not in SCORERS:
+        raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}")
+    return SCORERS[name](**options)
+
+
+from . import ifd  # noqa: E402,F401  (modules register themselves)
