@@ -1,0 +1,73 @@
+"""Sentence embeddings of examples, shared by the kNN indicator and the diversity selectors.
+
+Vectors are L2-normalised float32 (so inner product = cosine similarity) and stored next to
+the scores as Parquet (`row` + a fixed-size list column, the model and text choice in the
+schema metadata), so later selectors reuse them and no pickle is ever loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .examples import Example
+from .models import DEFAULT_EMBEDDER, load_embedder
+
+EMBED_TEXTS = ("whole", "instruction")
+
+
+def example_text(example: Example, what: str = "whole") -> str:
+    """`whole`: instruction, input and response joined by newlines; `instruction`: the context only."""
+    if what == "whole":
+        return "\n".join(part for part in (example.instruction, example.input, example.response) if part)
+    if what == "instruction":
+        return "\n".join(part for part in (example.instruction, example.input) if part)
+    raise ValueError(f"embed_text={what!r} is not one of {', '.join(EMBED_TEXTS)}")
+
+
+def embed_texts(texts: list[str], *, model: str = DEFAULT_EMBEDDER, device: str = "auto",
+                batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    encoder = load_embedder(model, device=device)
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=progress)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embed_examples(examples: list[Example], *, model: str = DEFAULT_EMBEDDER, text: str = "whole",
+                   device: str = "auto", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """One normalised vector per example, in the order given."""
+    return embed_texts([example_text(e, text) for e in examples], model=model, device=device,
+                       batch_size=batch_size, progress=progress)
+
+
+def embeddings_path(scores_path: str | Path) -> Path:
+    """Where the embeddings of a score table live: `X.parquet` -> `X.embeddings.parquet`."""
+    path = Path(scores_path)
+    return path.with_name(path.stem + ".embeddings.parquet")
+
+
+def save_embeddings(path: str | Path, rows: np.ndarray, vectors: np.ndarray, meta: dict) -> None:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    flat = pa.array(vectors.reshape(-1))
+    column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)), "vector": column})
+    table = table.replace_schema_metadata({"sftpick": json.dumps(meta, default=str)})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(rows, vectors [n, d] float32, meta) as saved by `save_embeddings`."""
+    table = pq.read_table(path)
+    column = table.column("vector").combine_chunks()
+    dim = column.type.list_size
+    vectors = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    meta = json.loads((table.schema.metadata or {}).get(b"sftpick", b"{}"))
+    return table.column("row").to_numpy(), vectors, meta
