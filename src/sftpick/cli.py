@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
@@ -108,6 +109,24 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "
                   "rejects.jsonl, manifest.json)")
+
+
+@app.command()
+@_clean_errors
+def compare(a: Annotated[Path, typer.Argument(help="First scores table (.parquet).")],
+            b: Annotated[Path, typer.Argument(help="Second scores table (.parquet).")],
+            column: Annotated[str, typer.Option(help="Score column to compare.")] = "ifd",
+            ascending: Ascending = False,
+            json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON.")] = None):
+    """Rank agreement of two score tables: Spearman, Kendall, top 5/10/15% overlap."""
+    from .compare import compare as compare_tables
+    from .io import atomic_write
+
+    agreement = compare_tables(a, b, column=column, ascending=ascending)
+    Console().print("\n".join(agreement.lines()), highlight=False)
+    if json_path:
+        atomic_write(json_path, json.dumps(agreement.to_dict(), indent=2))
+        console.print(f"json: {json_path}", highlight=False)
 
 
 @app.command()
