@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -15,9 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
+from .embeddings import embeddings_path
 from .engines.local import score_examples
 from .io import Dataset, Reject, atomic_write, read_dataset, write_parquet, write_rejects, write_subset
 from .scorers import SCORERS, Scorer, make_scorer
+from .scorers.knn import save_table_embeddings
 from .selectors import SELECTORS, make_selector, parse_budget
 
 DEFAULT_MAX_IFD = 1.0
@@ -48,31 +51,51 @@ class Selection:
 
 
 def build_scorers(names: list[str], options: dict) -> list[Scorer]:
-    """Each named scorer gets the options its constructor accepts."""
-    scorers = []
+    """Each named scorer gets the options its constructor accepts. `ppl` is the IFD pass (its
+    `ppl_cond` column; the model runs once for both); `knn_K` is `knn` with knn_k=K."""
+    scorers, seen = [], set()
     for name in names:
+        name, extra = _scorer_alias(name)
+        if name in seen:
+            continue
+        seen.add(name)
         if name not in SCORERS:
-            raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}")
+            raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}, ppl, knn_K")
         accepted = inspect.signature(SCORERS[name]).parameters
-        scorers.append(make_scorer(name, **{k: v for k, v in options.items() if k in accepted and v is not None}))
+        given = {k: v for k, v in options.items() if k in accepted and v is not None}
+        scorers.append(make_scorer(name, **{**given, **extra}))
     return scorers
+
+
+def _scorer_alias(name: str) -> tuple[str, dict]:
+    if name == "ppl":
+        return "ifd", {}
+    match = re.fullmatch(r"knn_(\d+)", name)
+    return ("knn", {"knn_k": int(match[1])}) if match else (name, {})
 
 
 def score(data: str | Path, output: str | Path | None = None, *, scorers: list[str] | None = None,
           fmt: str | None = None, strict: bool = False, cache_dir: str | Path | None = None,
-          progress: bool = True, **options) -> ScoreResult:
-    """Score every record of `data`; writes the table to `output` (Parquet) when given.
+          progress: bool = True, embeddings: str | Path | None = None, **options) -> ScoreResult:
+    """Score every record of `data`; writes the table to `output` (Parquet) when given, and
+    the kNN scorer's vectors to `embeddings` (default: `embeddings_path(output)`).
 
     `options` go to the scorers that accept them: model, variant, template, max_length,
     device, dtype, token_budget, trust_remote_code, …
     """
     dataset = read_dataset(data, fmt, strict=strict)
     built = build_scorers(list(scorers or ["ifd"]), options)
+    derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
+    for scorer in derived:
+        scorer.setup()
+        scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
     if cache_dir is None and output is not None:
         cache_dir = Path(str(output) + ".cache")
     columns, score_rejects, timings = score_examples(
-        dataset.examples, built, cache_dir=Path(cache_dir) if cache_dir else None,
+        dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
         source=str(dataset.path), progress=progress)
+    for scorer in derived:
+        columns.update(scorer.derive(columns))
     if strict and score_rejects:
         first = score_rejects[0]
         raise ValueError(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
@@ -82,6 +105,9 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
                          [s.config() for s in built], timings)
     if output is not None:
         write_parquet(table, output)
+    embeddings = embeddings or (embeddings_path(output) if output is not None else None)
+    if embeddings is not None:
+        save_table_embeddings(built, dataset.examples, columns["row"], Path(embeddings))
     return result
 
 
@@ -131,7 +157,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     started = time.perf_counter()
     out = Path(output_dir)
     scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
-                   progress=progress, **options)
+                   progress=progress, embeddings=embeddings_path(out / "scores.parquet"), **options)
     selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy)
     chosen = np.isin(scored.table.column("row").to_numpy(), selection.rows)
     write_parquet(scored.table.append_column("selected", pa.array(chosen)), out / "scores.parquet")

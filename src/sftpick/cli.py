@@ -13,8 +13,8 @@ from rich.table import Table
 
 from . import api
 from .examples import InvalidRecord, UnknownFormat
-from .io import UnreadableInput, read_dataset, write_rejects, write_subset
-from .models import DEFAULT_LM, ModelNotFoundError
+from .io import UnreadableInput, atomic_write, read_dataset, write_rejects, write_subset
+from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Assess and select instruction-tuning (SFT) data.")
@@ -38,6 +38,11 @@ By = Annotated[str, typer.Option(help="Score column to rank by.")]
 Ascending = Annotated[bool, typer.Option(help="Lower is better (default: higher is better).")]
 MaxIfd = Annotated[Optional[float], typer.Option(help="Drop records with ifd >= this (default 1.0 when ranking by ifd).")]
 Strategy = Annotated[str, typer.Option(help="Selection strategy.")]
+RewardModel = Annotated[Optional[str], typer.Option(help="Reward model for `reward`: HF sequence classification, one output.")]
+Embedder = Annotated[str, typer.Option(help="Sentence-transformers model for `knn_K`: all-minilm-l6-v2 (embedded), hub id or path.")]
+EmbedText = Annotated[str, typer.Option(help="Text embedded for `knn_K`: whole | instruction.")]
+KnnIndex = Annotated[str, typer.Option(help="kNN search: exact | hnsw | ivf (approximate; recall@k printed).")]
+RuleFile = Annotated[Optional[Path], typer.Option(help="Rule file (JSON) for `rule` (default: the paper's rule).")]
 
 
 def _clean_errors(command):
@@ -59,6 +64,11 @@ def _scorer_options(model, variant, template, max_length, device, dtype, token_b
             "trust_remote_code": trust_remote_code}
 
 
+def _indicator_options(reward_model, embedder, embed_text, knn_index, rule_file) -> dict:
+    return {"reward_model": reward_model, "embedder": embedder, "embed_text": embed_text,
+            "knn_index": knn_index, "rule_file": str(rule_file) if rule_file else None}
+
+
 @app.command()
 @_clean_errors
 def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", help="Scores table (.parquet).")],
@@ -66,11 +76,14 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           template: Template = None, max_length: MaxLength = 1024, device: Device = "auto",
           dtype: Dtype = "auto", token_budget: TokenBudget = None, fmt: Format = None,
           strict: Strict = False, trust_remote_code: TrustRemoteCode = False, progress: Progress = True,
-          rejects: Annotated[Optional[Path], typer.Option(help="Rejects file (default: beside the output).")] = None):
+          rejects: Annotated[Optional[Path], typer.Option(help="Rejects file (default: beside the output).")] = None,
+          reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole",
+          knn_index: KnnIndex = "exact", rule_file: RuleFile = None):
     """Score every record; write one row per scored record and a rejects file."""
     result = api.score(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
                        **_scorer_options(model, variant, template, max_length, device, dtype,
-                                         token_budget, trust_remote_code))
+                                         token_budget, trust_remote_code),
+                       **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
     rejects = rejects or output.with_name(output.stem + ".rejects.jsonl")
     write_rejects(result.rejects, rejects)
     _print_counts(result.counts, result.rejects)
@@ -99,12 +112,14 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         device: Device = "auto", dtype: Dtype = "auto", token_budget: TokenBudget = None,
         by: By = "ifd", ascending: Ascending = False, max_ifd: MaxIfd = None, strategy: Strategy = "topk",
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
-        progress: Progress = True):
+        progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
+        embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl and manifest.json."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
         by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
-        **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code))
+        **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
+        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
     _print_counts(scored.counts, scored.rejects)
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "
@@ -127,6 +142,52 @@ def compare(a: Annotated[Path, typer.Argument(help="First scores table (.parquet
     if json_path:
         atomic_write(json_path, json.dumps(agreement.to_dict(), indent=2))
         console.print(f"json: {json_path}", highlight=False)
+
+
+@app.command()
+@_clean_errors
+def assess(data: Data, json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report here.")] = None,
+           indicators: Annotated[str, typer.Option(help="Extra scorers, comma-separated (e.g. ppl).")] = "",
+           model: Model = DEFAULT_LM, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
+           embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
+           device: Device = "auto", fmt: Format = None, progress: Progress = True):
+    """Dataset-level indicators (mean, spread) and the Instruction Mining rule's loss estimate."""
+    from .assess import assess as assess_data
+
+    report = assess_data(data, indicators=[n for n in indicators.split(",") if n], fmt=fmt, progress=progress,
+                         model=model, device=device,
+                         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
+    _print_assessment(report)
+    if json_path:
+        atomic_write(json_path, json.dumps(report, indent=2, default=str))
+        console.print(f"json: {json_path}", highlight=False)
+
+
+rule_app = typer.Typer(no_args_is_help=True, help="Instruction Mining rules: fit one from experiments.")
+app.add_typer(rule_app, name="rule")
+
+
+@rule_app.command("fit")
+@_clean_errors
+def rule_fit(experiments: Annotated[Path, typer.Argument(help="CSV: one row per tuned dataset, its indicator means and eval loss.")],
+             target: Annotated[str, typer.Option(help="Column with the eval loss.")] = "loss",
+             indicators: Annotated[str, typer.Option(help="Indicator columns, comma-separated (default: every other numeric column).")] = "",
+             log: Annotated[bool, typer.Option(help="Fit log(target), as the paper does.")] = True,
+             output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the fitted rule file (JSON).")] = None):
+    """Least squares of (log) eval loss on indicator means: coefficients, R², p-values."""
+    from .scorers.rule import fit_rule
+
+    fit = fit_rule(experiments, target, indicators=[n for n in indicators.split(",") if n] or None, log_target=log)
+    table = Table(title=f"{fit.rule.target} ~ indicators ({fit.n_experiments} experiments)")
+    for column in ("term", "coefficient", "std err", "p-value"):
+        table.add_column(column)
+    for term, value in [("intercept", fit.rule.intercept), *((t.column, t.coefficient) for t in fit.rule.terms)]:
+        table.add_row(term, f"{value:.6g}", f"{fit.std_errors[term]:.3g}", f"{fit.p_values[term]:.3g}")
+    console.print(table)
+    console.print(f"R² = {fit.r_squared:.4f}, adjusted R² = {fit.adj_r_squared:.4f}", highlight=False)
+    if output:
+        atomic_write(output, json.dumps(fit.rule.to_dict(), indent=2))
+        console.print(f"rule file: {output} (use with --rule-file)", highlight=False)
 
 
 @app.command()
@@ -154,6 +215,24 @@ def _print_selection(selection: api.Selection) -> None:
     console.print(f"selected: {len(selection.rows)} of {selection.requested} asked for", highlight=False)
     for note in selection.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def _print_assessment(report: dict) -> None:
+    table = Table(title=f"indicators of {report['input']} ({report['counts']['scored']} records scored)")
+    for column in ("indicator", "n", "mean", "std", "p10", "median", "p90"):
+        table.add_column(column)
+    for name, stats in report["indicators"].items():
+        if stats.get("missing"):
+            table.add_row(name, "[yellow]missing[/]", stats["reason"])
+        else:
+            table.add_row(name, str(stats["n"]), *(f"{stats[k]:.4g}" for k in ("mean", "std", "p10", "median", "p90")))
+    console.print(table)
+    rule = report["rule"]
+    if rule["estimate"] is None:
+        console.print(f"rule estimate ({rule['target']}): [yellow]missing[/], no value for "
+                      f"{', '.join(rule['missing'])}", highlight=False)
+    else:
+        console.print(f"rule estimate ({rule['target']}): {rule['estimate']:.4f}", highlight=False)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ batches hold similar lengths, cut into shards, and each finished shard is saved 
 next starts, so a killed run resumes where it stopped. Duplicated content is scored once."""
 from __future__ import annotations
 
+import hashlib
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,7 +32,8 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
         for index, reason in reasons.items():
             rejected.setdefault(index, f"{scorer.name}: {reason}")
         timings[scorer.name] = {"seconds": round(time.perf_counter() - started, 3),
-                                "scored_now": fresh, "from_cache": len(examples) - fresh}
+                                "scored_now": fresh, "from_cache": len(examples) - fresh,
+                                **(getattr(scorer, "stats_", None) or {})}
     keep = np.array([i for i in range(len(examples)) if i not in rejected], dtype=np.int64)
     table = {"row": np.array([examples[i].row for i in keep], dtype=np.int64),
              "id": np.array([examples[i].id for i in keep], dtype=object)}
@@ -43,12 +45,17 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
 
 def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, shard_size: int,
              progress: bool) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
-    store = ShardStore(cache_dir, scorer.name, scorer.config()) if cache_dir else None
-    done = store.load() if store else {}
     unique: dict[str, Example] = {}
     for example in examples:
         unique.setdefault(example.content_hash, example)
+    # A whole-dataset scorer (e.g. kNN) gets every distinct example in one call; its
+    # scores depend on all of them, so the cache key includes their content.
+    whole = getattr(scorer, "whole_dataset", False)
+    config = {**scorer.config(), "examples": _digest(unique)} if whole else scorer.config()
+    store = ShardStore(cache_dir, scorer.name, config) if cache_dir else None
+    done = store.load() if store else {}
     pending = [e for key, e in unique.items() if key not in done]
+    shard_size = max(len(pending), 1) if whole else shard_size
     if pending and hasattr(scorer, "cost"):
         pending = [pending[i] for i in np.argsort(scorer.cost(pending), kind="stable")]
     with _progress_bar(progress, scorer.name, len(pending)) as advance:
@@ -62,6 +69,10 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
                 done[key] = {name: values[i] for name, values in result.items()}
             advance(len(shard))
     return _gather(examples, done, scorer.columns), _reasons(examples, done), len(pending)
+
+
+def _digest(keys) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def _gather(examples: list[Example], done: dict[str, dict], names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -42,3 +42,4 @@ def make_scorer(name: str, **options) -> Scorer:
 
 
 from . import ifd  # noqa: E402,F401  (modules register themselves)
+from . import knn, length, mtld, reward, rule  # noqa: E402,F401  (Instruction Mining indicators)

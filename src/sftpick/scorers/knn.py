@@ -1,0 +1,192 @@
+"""Distance to the k-th nearest neighbour in sentence-embedding space (`Knn6` for k = 6).
+
+Cao et al., "Instruction Mining: Instruction Data Selection for Tuning Large Language
+Models" (arXiv 2307.06290): a sample far from its neighbours adds diversity. Each distinct
+example is embedded (whole text, or `embed_text="instruction"`), L2-normalised, and its
+Euclidean distance to its k-th nearest other example is the score (in [0, 2]).
+
+Search is exact by default (faiss, query blocks, memory n·k); `knn_index="hnsw"|"ivf"`
+builds an approximate faiss index instead, and its recall@k against exact search is
+measured on a sample of queries and printed. This scorer needs every example at once
+(`whole_dataset = True`): the engine hands it all distinct examples in one call.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ..embeddings import EMBED_TEXTS, embed_examples
+from ..examples import Example
+from ..models import DEFAULT_EMBEDDER, _quiet_transformers
+from . import register
+
+INDEXES = ("exact", "hnsw", "ivf")
+QUERY_BLOCK = 4096
+RECALL_QUERIES = 1000
+
+
+@register
+class KnnScorer:
+    name = "knn"
+    whole_dataset = True
+
+    def __init__(self, *, knn_k: int = 6, embedder: str = DEFAULT_EMBEDDER, embed_text: str = "whole",
+                 knn_index: str = "exact", device: str = "auto", seed: int = 0):
+        self.knn_k = knn_k
+        self.embedder = embedder
+        self.embed_text = embed_text
+        self.knn_index = knn_index
+        self.device = device
+        self.seed = seed
+        self.columns = (f"knn_{knn_k}",)
+
+    def setup(self) -> None:
+        if self.knn_k < 1:
+            raise ValueError(f"knn_k={self.knn_k} should be >= 1")
+        if self.embed_text not in EMBED_TEXTS:
+            raise ValueError(f"embed_text={self.embed_text!r} is not one of {', '.join(EMBED_TEXTS)}")
+        if self.knn_index not in INDEXES:
+            raise ValueError(f"knn_index={self.knn_index!r} is not one of {', '.join(INDEXES)}")
+        _quiet_transformers()
+        self.embeddings_: tuple[list[str], np.ndarray] | None = None  # (content hashes, vectors)
+        self.stats_: dict = {}
+
+    def config(self) -> dict:
+        return {"scorer": self.name, "k": self.knn_k, "embedder": self.embedder,
+                "embed_text": self.embed_text, "index": self.knn_index, "seed": self.seed,
+                "distance": "euclidean, normalised vectors"}
+
+    def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
+        if len(batch) <= self.knn_k:
+            raise ValueError(f"knn_{self.knn_k} needs more than {self.knn_k} distinct records; got {len(batch)}")
+        vectors = embed_examples(batch, model=self.embedder, text=self.embed_text, device=self.device)
+        self.embeddings_ = ([e.content_hash for e in batch], vectors)
+        distances, self.stats_ = kth_neighbour_distance(vectors, self.knn_k, index=self.knn_index, seed=self.seed)
+        if "recall_at_k" in self.stats_:
+            _say(f"knn_{self.knn_k}: {self.knn_index} index, recall@{self.knn_k} against exact search "
+                 f"on {self.stats_['recall_queries']} sampled queries = {self.stats_['recall_at_k']:.4f}")
+        return {self.columns[0]: distances}
+
+    def embed(self, examples: list[Example]) -> np.ndarray:
+        """Vectors only (to rewrite the embeddings file when the scores came from the cache)."""
+        return embed_examples(examples, model=self.embedder, text=self.embed_text, device=self.device)
+
+
+def kth_neighbour_distance(vectors: np.ndarray, k: int, *, index: str = "exact", seed: int = 0,
+                           block: int = QUERY_BLOCK) -> tuple[np.ndarray, dict]:
+    """Euclidean distance from each row to its k-th nearest other row, and search stats."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    search = _exact_search(vectors) if index == "exact" else _approximate_search(vectors, index, k, seed)
+    ids, sq = _blocked(search, vectors, k + 1, block)
+    stats = {"index": index, "n": len(vectors), "k": k}
+    if index != "exact":
+        stats.update(recall_at_k(vectors, ids, k, seed=seed))
+    return np.sqrt(np.maximum(_kth_other(ids, sq, k), 0.0)).astype(np.float64), stats
+
+
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, block: int = QUERY_BLOCK
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and squared distances of the k nearest rows of `vectors` for each query (faiss, exact)."""
+    import faiss
+
+    return _blocked(lambda q, kk: faiss.knn(q, vectors, kk)[::-1], queries, k, block)
+
+
+def recall_at_k(vectors: np.ndarray, ids: np.ndarray, k: int, *, seed: int = 0,
+                queries: int = RECALL_QUERIES) -> dict:
+    """Share of the exact k nearest others (self excluded) that the approximate ids found,
+    averaged over a random sample of queries."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(vectors), size=min(queries, len(vectors)), replace=False))
+    exact_ids, _ = exact_neighbours(vectors, vectors[sample], k + 1)
+    found = 0
+    for row, query in enumerate(sample):
+        truth = [i for i in exact_ids[row] if i != query][:k]
+        approx = [i for i in ids[query] if i != query and i >= 0][:k]
+        found += len(set(truth) & set(approx))
+    return {"recall_at_k": found / (k * len(sample)), "recall_queries": len(sample)}
+
+
+def _blocked(search, queries: np.ndarray, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    sq = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), block):
+        ids[start: start + block], sq[start: start + block] = search(queries[start: start + block], k)
+    return ids, sq
+
+
+def _exact_search(vectors: np.ndarray):
+    import faiss
+
+    return lambda queries, k: faiss.knn(queries, vectors, k)[::-1]
+
+
+def _approximate_search(vectors: np.ndarray, kind: str, k: int, seed: int):
+    import faiss
+
+    n, dim = vectors.shape
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = max(64, 4 * k)
+    else:
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        train = np.random.default_rng(seed).choice(n, size=min(n, 256 * nlist), replace=False)
+        index.train(vectors[np.sort(train)])
+        index.nprobe = min(nlist, 16)
+    index.add(vectors)
+
+    def search(queries: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        sq, ids = index.search(queries, kk)
+        return ids, sq
+    return search
+
+
+def _kth_other(ids: np.ndarray, sq: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest distance per row among neighbours other than the row itself: the
+    self match is removed where found (ties may place it anywhere), else the last column."""
+    keep = (ids != np.arange(len(ids))[:, None]) & (ids >= 0)
+    no_self = keep.all(axis=1)
+    keep[no_self, -1] = False
+    position = np.argmax(np.cumsum(keep, axis=1) == k, axis=1)
+    kth = sq[np.arange(len(sq)), position]
+    return np.where(keep.sum(axis=1) >= k, kth, np.nan)
+
+
+def content_digest(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def _say(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(message, highlight=False)
+
+
+def save_table_embeddings(scorers: list, examples: list[Example], rows: np.ndarray, path: Path) -> bool:
+    """Write the kNN scorer's vectors for the scored `rows` (duplicates share one vector) to
+    `path`, for the diversity selectors. Re-embeds only when the kNN scores came from the
+    cache and `path` does not already hold this data's vectors. False when no kNN scorer ran."""
+    from ..embeddings import load_embeddings, save_embeddings
+
+    knn = next((s for s in scorers if isinstance(s, KnnScorer)), None)
+    if knn is None:
+        return False
+    hash_of = {e.row: e.content_hash for e in examples}
+    meta = {"model": knn.embedder, "text": knn.embed_text, "normalized": True,
+            "content_digest": content_digest([hash_of[r] for r in rows])}
+    if knn.embeddings_ is None:
+        if path.exists() and load_embeddings(path)[2] == meta:
+            return True
+        wanted, unique = set(rows.tolist()), {}
+        for example in examples:
+            if example.row in wanted:
+                unique.setdefault(example.content_hash, example)
+        knn.embeddings_ = (list(unique), knn.embed(list(unique.values())))
+    keys, vectors = knn.embeddings_
+    position = {key: i for i, key in enumerate(keys)}
+    save_embeddings(path, rows, vectors[[position[hash_of[r]] for r in rows]], meta)
+    return True

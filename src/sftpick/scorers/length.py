@@ -1,0 +1,60 @@
+"""Response length, one of Instruction Mining's indicators (`Len` in the fitted rule).
+
+Cao et al., "Instruction Mining: Instruction Data Selection for Tuning Large Language
+Models" (arXiv 2307.06290). `len` is the number of tokens of the response under the
+scoring model's tokenizer (only the tokenizer is loaded, never the weights; no special
+tokens added); `len_chars` its number of characters.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..examples import Example
+from ..models import (DEFAULT_LM, ModelNotFoundError, _folder_fingerprint, cache_dir, file_sha256,
+                      resolve_lm_source)
+from . import register
+
+
+@register
+class LengthScorer:
+    name = "len"
+    columns = ("len", "len_chars")
+
+    def __init__(self, model: str = DEFAULT_LM, *, trust_remote_code: bool = False):
+        self.model = model
+        self.trust_remote_code = trust_remote_code
+
+    def setup(self) -> None:
+        self.tokenizer_, self.revision_ = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)
+
+    def config(self) -> dict:
+        return {"scorer": self.name, "tokenizer": self.model, "revision": self.revision_}
+
+    def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
+        ids = self.tokenizer_([e.response for e in batch], add_special_tokens=False)["input_ids"]
+        return {"len": np.array([len(i) for i in ids], dtype=np.int64),
+                "len_chars": np.array([len(e.response) for e in batch], dtype=np.int64)}
+
+
+def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> tuple[object, str]:
+    """The tokenizer of a causal LM (embedded name, .gguf, local folder or cached hub id) and
+    a revision string; a GGUF model already converted by `models.load_causal_lm` is read
+    from its converted folder, else the tokenizer alone is read from the GGUF file."""
+    from transformers import AutoTokenizer
+
+    source = Path(resolve_lm_source(name))
+    try:
+        if source.suffix == ".gguf":
+            digest = file_sha256(source)
+            converted = cache_dir() / "converted" / f"{source.stem}-{digest[:16]}"
+            if (converted / "tokenizer_config.json").exists():
+                return AutoTokenizer.from_pretrained(str(converted)), f"gguf-sha256:{digest[:16]}"
+            return (AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name),
+                    f"gguf-sha256:{digest[:16]}")
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ModelNotFoundError(f"cannot load the tokenizer of {name!r}: {str(error).splitlines()[0]}") from None
+    revision = "local:" + _folder_fingerprint(source) if source.exists() else "hub"
+    return tokenizer, revision

@@ -1,0 +1,85 @@
+"""Reward-model score of (instruction, response), Instruction Mining's `Rew` indicator.
+
+Cao et al., "Instruction Mining: Instruction Data Selection for Tuning Large Language
+Models" (arXiv 2307.06290) scored each pair with OpenAssistant's
+`reward-model-deberta-v3-large-v2`. Any Hugging Face sequence-classification model with a
+single output works: the pair is encoded as the tokenizer's text pair (context, response),
+truncated to the model's length, and the one logit is the reward (higher = better).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..embeddings import example_text
+from ..examples import Example
+from ..models import ModelNotFoundError, _folder_fingerprint, _quiet_transformers, resolve_device
+from . import register
+
+
+@register
+class RewardScorer:
+    name = "reward"
+    columns = ("reward",)
+
+    def __init__(self, reward_model: str | None = None, *, device: str = "auto",
+                 reward_batch_size: int = 8, reward_max_length: int | None = None,
+                 trust_remote_code: bool = False):
+        self.reward_model = reward_model
+        self.device = device
+        self.reward_batch_size = reward_batch_size
+        self.reward_max_length = reward_max_length
+        self.trust_remote_code = trust_remote_code
+
+    def setup(self) -> None:
+        if not self.reward_model:
+            raise ValueError("scorer 'reward' needs a reward model: --reward-model NAME_OR_PATH "
+                             "(e.g. OpenAssistant/reward-model-deberta-v3-large-v2)")
+        self.model_, self.tokenizer_, self.revision_ = _load(self.reward_model, self.device, self.trust_remote_code)
+        if self.model_.config.num_labels != 1:
+            raise ValueError(f"reward_model={self.reward_model!r} has num_labels={self.model_.config.num_labels}; "
+                             "expected 1 (one scalar reward)")
+        limits = [self.reward_max_length, getattr(self.model_.config, "max_position_embeddings", None),
+                  self.tokenizer_.model_max_length if self.tokenizer_.model_max_length < 1e6 else None]
+        self.max_length_ = min(limit for limit in limits if limit) if any(limits) else 512
+
+    def config(self) -> dict:
+        return {"scorer": self.name, "reward_model": self.reward_model, "revision": self.revision_,
+                "max_length": self.max_length_, "input": "text pair (context, response)"}
+
+    def cost(self, examples: list[Example]) -> np.ndarray:
+        return np.array([len(example_text(e, "whole")) for e in examples])
+
+    def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
+        rewards = np.full(len(batch), np.nan)
+        for start in range(0, len(batch), self.reward_batch_size):
+            part = batch[start: start + self.reward_batch_size]
+            rewards[start: start + len(part)] = self._rewards(part)
+        return {"reward": rewards}
+
+    def _rewards(self, part: list[Example]) -> np.ndarray:
+        import torch
+
+        encoded = self.tokenizer_([example_text(e, "instruction") for e in part], [e.response for e in part],
+                                  truncation=True, max_length=self.max_length_, padding=True,
+                                  return_tensors="pt").to(self.model_.device)
+        with torch.inference_mode():
+            return self.model_(**encoded).logits[:, 0].float().cpu().numpy()
+
+
+def _load(name: str, device: str, trust_remote_code: bool):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ModelNotFoundError(f"cannot load reward model {name!r}: not a local folder nor a hub id in the "
+                                 f"local cache ({str(error).splitlines()[0]})") from None
+    model.to(resolve_device(device)).eval()
+    path = Path(name)
+    revision = ("local:" + _folder_fingerprint(path) if path.exists()
+                else "hub:" + str(getattr(model.config, "_commit_hash", None) or "unknown"))
+    return model, tokenizer, revision
