@@ -22,6 +22,8 @@ from .io import Dataset, Reject, atomic_write, read_dataset, write_parquet, writ
 from .scorers import SCORERS, Scorer, make_scorer
 from .scorers.knn import save_table_embeddings
 from .selectors import SELECTORS, make_selector, parse_budget
+from .selectors.topk import TopK
+from .selectors.vectors import default_path, embed_records, table_vectors
 
 DEFAULT_MAX_IFD = 1.0
 
@@ -48,6 +50,7 @@ class Selection:
     dropped: dict[str, int] = field(default_factory=dict)  # filter reason -> records dropped
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)  # what the strategy measured (e.g. covering radius)
 
 
 def build_scorers(names: list[str], options: dict) -> list[Scorer]:
@@ -113,9 +116,14 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
 
 def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str = "ifd",
            ascending: bool = False, max_ifd: float | None = None, strategy: str = "topk",
-           **strategy_options) -> Selection:
+           pool: int | float | str | None = None, data: str | Path | Dataset | None = None,
+           embeddings: np.ndarray | str | Path | None = None, **strategy_options) -> Selection:
     """Choose rows of a score table. When ranking by `ifd`, rows with ifd >= `max_ifd`
-    (default 1.0: the instruction does not help) are dropped first."""
+    (default 1.0: the instruction does not help) are dropped first. `pool` (a count or
+    fraction of the scored records) keeps only the best-ranked for the strategy to choose
+    from: quality first, then diversity. Strategies that need embeddings read them from
+    `embeddings` (vectors aligned with the table, or a file; default: beside `scores`), or
+    compute them from `data` and save them there."""
     table = pq.read_table(scores) if isinstance(scores, (str, Path)) else scores
     if by not in table.column_names:
         raise ValueError(f"by={by!r} is not a column of the scores; columns: {', '.join(table.column_names)}")
@@ -124,17 +132,55 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     if max_ifd is None and by == "ifd":
         max_ifd = DEFAULT_MAX_IFD
     requested = parse_budget(budget, table.num_rows) if table.num_rows else 0
-    pool, dropped = _filter(table, max_ifd)
-    selector = make_selector(strategy, by=by, ascending=ascending, **strategy_options)
-    chosen = selector.select(table.take(pool), min(requested, len(pool))) if len(pool) else np.array([], int)
-    rows = np.sort(table.column("row").to_numpy()[pool[chosen]])
-    notes = []
-    if len(rows) < requested:
+    strategy_options = {k: v for k, v in strategy_options.items() if v is not None}
+    pool_count = None if pool is None else parse_budget(pool, table.num_rows)
+    if pool_count is not None and pool_count < requested:
+        raise ValueError(f"pool={pool!r} keeps {pool_count} records, fewer than the budget of {requested}")
+    vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, data, embeddings)
+    filtered, dropped = _filter(table, max_ifd)
+    candidates = filtered
+    if pool_count is not None:
+        candidates = filtered[np.sort(TopK(by, ascending=ascending).select(table.take(filtered), pool_count))]
+        dropped[f"outside the pool (the best {pool} by {by})"] = len(filtered) - len(candidates)
+    selector = make_selector(strategy, by=by, ascending=ascending, **selector_options)
+    chosen = selector.select(table.take(candidates), min(requested, len(candidates)),
+                             None if vectors is None else vectors[candidates]) if len(candidates) else np.array([], int)
+    rows = np.sort(table.column("row").to_numpy()[candidates[chosen]])
+    notes = list(getattr(selector, "notes_", []))
+    pool = pool if pool is None else str(pool)
+    if len(filtered) < requested:
         notes.append(f"selected {len(rows)} of the {requested} asked for: "
-                     f"{table.num_rows - len(pool)} of {table.num_rows} scored records were filtered out")
+                     f"{table.num_rows - len(filtered)} of {table.num_rows} scored records were filtered out")
     params = {"strategy": strategy, "by": by, "ascending": ascending, "budget": str(budget),
-              "budget_count": requested, "max_ifd": max_ifd, **strategy_options}
-    return Selection(rows, requested, dropped, params, notes)
+              "budget_count": requested, "max_ifd": max_ifd, "pool": pool, **strategy_options}
+    return Selection(rows, requested, dropped, params, notes, getattr(selector, "stats_", {}))
+
+
+def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, data, embeddings
+                     ) -> tuple[np.ndarray | None, dict]:
+    """Check the strategy's options; return the vectors it needs (None if it needs none)
+    and its constructor options (a k-center `seed_set` file becomes `centers`)."""
+    accepted = set(inspect.signature(SELECTORS[strategy]).parameters) - {"by", "ascending", "centers"}
+    accepted |= {"seed_set"} if "centers" in inspect.signature(SELECTORS[strategy]).parameters else set()
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"option {', '.join(unknown)} does not apply to strategy {strategy!r} "
+                         f"(it takes: {', '.join(sorted(accepted)) or 'no options'})")
+    if not getattr(SELECTORS[strategy], "needs_embeddings", False):
+        return None, options
+    if isinstance(embeddings, np.ndarray):
+        if embeddings.ndim != 2 or len(embeddings) != table.num_rows:
+            raise ValueError(f"embeddings of shape {embeddings.shape} do not match the {table.num_rows} "
+                             "rows of the scores (expected one vector per row, in table order)")
+        vectors, meta = embeddings, {}
+    else:
+        dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
+        path = Path(embeddings) if embeddings is not None else default_path(scores)
+        vectors, meta = table_vectors(table, path, dataset.examples if dataset else None, strategy)
+    options = dict(options)
+    if "seed_set" in options:
+        options["centers"] = embed_records(read_dataset(options.pop("seed_set")).examples, meta)
+    return vectors, options
 
 
 def _filter(table: pa.Table, max_ifd: float | None) -> tuple[np.ndarray, dict[str, int]]:
@@ -151,14 +197,17 @@ def _filter(table: pa.Table, max_ifd: float | None) -> tuple[np.ndarray, dict[st
 def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         scorers: list[str] | None = None, fmt: str | None = None, strict: bool = False,
         progress: bool = True, by: str = "ifd", ascending: bool = False,
-        max_ifd: float | None = None, strategy: str = "topk", **options) -> tuple[ScoreResult, Selection]:
+        max_ifd: float | None = None, strategy: str = "topk", pool: int | float | str | None = None,
+        strategy_options: dict | None = None, **options) -> tuple[ScoreResult, Selection]:
     """Score, select and write `scores.parquet`, `selected.<ext>`, `rejects.jsonl` and
     `manifest.json` under `output_dir`."""
     started = time.perf_counter()
     out = Path(output_dir)
     scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
                    progress=progress, embeddings=embeddings_path(out / "scores.parquet"), **options)
-    selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy)
+    selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
+                       pool=pool, data=scored.dataset, embeddings=default_path(out / "scores.parquet"),
+                       **(strategy_options or {}))
     chosen = np.isin(scored.table.column("row").to_numpy(), selection.rows)
     write_parquet(scored.table.append_column("selected", pa.array(chosen)), out / "scores.parquet")
     subset_path = out / f"selected{scored.dataset.path.suffix}"
@@ -187,7 +236,8 @@ def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds:
     }
     if selection is not None:
         manifest["counts"]["selected"] = int(len(selection.rows))
-        manifest["selection"] = {**selection.params, "dropped": selection.dropped, "notes": selection.notes}
+        manifest["selection"] = {**selection.params, "dropped": selection.dropped, "notes": selection.notes,
+                                 "stats": selection.stats}
     return manifest
 
 

@@ -37,7 +37,17 @@ Budget = Annotated[str, typer.Option(help="Records to keep: a count (2000), frac
 By = Annotated[str, typer.Option(help="Score column to rank by.")]
 Ascending = Annotated[bool, typer.Option(help="Lower is better (default: higher is better).")]
 MaxIfd = Annotated[Optional[float], typer.Option(help="Drop records with ifd >= this (default 1.0 when ranking by ifd).")]
-Strategy = Annotated[str, typer.Option(help="Selection strategy.")]
+Strategy = Annotated[str, typer.Option(help="Selection strategy: topk | kcenter | facility | clusters | deita.")]
+Pool = Annotated[Optional[str], typer.Option(help="Let the strategy choose among the best-ranked records only "
+                                             "(count, fraction or %), e.g. --pool 20% --strategy kcenter.")]
+Tau = Annotated[Optional[float], typer.Option(help="deita: keep a record only if its cosine similarity to every "
+                                              "kept one is below this (default 0.9).")]
+Clusters = Annotated[Optional[int], typer.Option(help="clusters: number of k-means clusters (default 100).")]
+Quota = Annotated[Optional[str], typer.Option(help="clusters: per-cluster quota, proportional | equal (default proportional).")]
+Neighbors = Annotated[Optional[int], typer.Option(help="facility: nearest neighbours per record in the similarity graph (default 10).")]
+Seed = Annotated[Optional[int], typer.Option(help="clusters, facility: random seed of k-means (default 0).")]
+SeedSet = Annotated[Optional[Path], typer.Option(help="kcenter: records already chosen (an input file); "
+                                                 "new picks start far from them.")]
 RewardModel = Annotated[Optional[str], typer.Option(help="Reward model for `reward`: HF sequence classification, one output.")]
 Embedder = Annotated[str, typer.Option(help="Sentence-transformers model for `knn_K`: all-minilm-l6-v2 (embedded), hub id or path.")]
 EmbedText = Annotated[str, typer.Option(help="Text embedded for `knn_K`: whole | instruction.")]
@@ -62,6 +72,13 @@ def _scorer_options(model, variant, template, max_length, device, dtype, token_b
     return {"model": model, "variant": variant, "template": template, "max_length": max_length,
             "device": device, "dtype": dtype, "token_budget": token_budget,
             "trust_remote_code": trust_remote_code}
+
+
+def _strategy_options(tau, clusters, quota, neighbors, seed, seed_set) -> dict:
+    """The strategy options given; api.select says when one does not apply."""
+    given = {"tau": tau, "clusters": clusters, "quota": quota, "neighbors": neighbors, "seed": seed,
+             "seed_set": seed_set}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _indicator_options(reward_model, embedder, embed_text, knn_index, rule_file) -> dict:
@@ -95,10 +112,14 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
 def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table from `sftpick score`.")],
            output: Annotated[Path, typer.Option("-o", "--output", help="Subset, same format as the input.")],
            budget: Budget, by: By = "ifd", ascending: Ascending = False, max_ifd: MaxIfd = None,
-           strategy: Strategy = "topk", fmt: Format = None):
+           strategy: Strategy = "topk", fmt: Format = None, pool: Pool = None, tau: Tau = None,
+           clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, seed: Seed = None,
+           seed_set: SeedSet = None):
     """Choose records by their scores and write them in the input's own format."""
     dataset = read_dataset(data, fmt)
-    selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy)
+    selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
+                           pool=pool, data=dataset,
+                           **_strategy_options(tau, clusters, quota, neighbors, seed, seed_set))
     write_subset(dataset, selection.rows, output)
     _print_selection(selection)
     console.print(f"subset: {output}")
@@ -111,13 +132,16 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         variant: Variant = "superfiltering", template: Template = None, max_length: MaxLength = 1024,
         device: Device = "auto", dtype: Dtype = "auto", token_budget: TokenBudget = None,
         by: By = "ifd", ascending: Ascending = False, max_ifd: MaxIfd = None, strategy: Strategy = "topk",
+        pool: Pool = None, tau: Tau = None, clusters: Clusters = None, quota: Quota = None,
+        neighbors: Neighbors = None, seed: Seed = None, seed_set: SeedSet = None,
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl and manifest.json."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
-        by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
+        by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy, pool=pool,
+        strategy_options=_strategy_options(tau, clusters, quota, neighbors, seed, seed_set),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
     _print_counts(scored.counts, scored.rejects)
@@ -215,6 +239,9 @@ def _print_selection(selection: api.Selection) -> None:
     console.print(f"selected: {len(selection.rows)} of {selection.requested} asked for", highlight=False)
     for note in selection.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if selection.stats:
+        console.print("strategy: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in selection.stats.items()), highlight=False)
 
 
 def _print_assessment(report: dict) -> None:

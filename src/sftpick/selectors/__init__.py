@@ -1,7 +1,10 @@
 """Selectors choose rows of a score table. A selector is a class whose `__init__` stores
-its options and whose `select(table, budget) -> np.ndarray` returns the chosen positions in
-the table, deterministic for a given seed. Budgets are resolved to a count before a selector
-sees them (`parse_budget`). Modules register themselves in `SELECTORS`."""
+its options and whose `select(table, budget, embeddings=None) -> np.ndarray` returns the
+chosen positions in the table, deterministic for a given seed. A selector with
+`needs_embeddings = True` gets one vector per table row. After `select` it may leave
+`stats_` (figures for the manifest) and `notes_` (why it returned fewer than asked). Budgets
+are resolved to a count before a selector sees them (`parse_budget`). Modules register
+themselves in `SELECTORS`."""
 from __future__ import annotations
 
 import math
@@ -17,7 +20,7 @@ SELECTORS: dict[str, type] = {}
 class Selector(Protocol):
     name: str
 
-    def select(self, table: pa.Table, budget: int) -> np.ndarray: ...
+    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def register(cls: type) -> type:
@@ -54,3 +57,4 @@ def _fraction(value: float, n: int, text: str) -> int:
 
 
 from . import topk  # noqa: E402,F401  (modules register themselves)
+from . import clusters, deita, facility, kcenter  # noqa: E402,F401

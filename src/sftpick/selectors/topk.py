@@ -16,7 +16,7 @@ class TopK:
         self.by = by
         self.ascending = ascending
 
-    def select(self, table: pa.Table, budget: int) -> np.ndarray:
+    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
         """Positions of the `budget` best rows; ties broken by `row`, NaN never chosen."""
         values = table.column(self.by).to_numpy(zero_copy_only=False).astype(np.float64)
         rows = table.column("row").to_numpy()

@@ -1,0 +1,27 @@
+"""Helpers shared by the selectors that need a score order or embeddings (no input
+validation beyond shapes: `api.select` validates options once)."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+
+def score_order(table: pa.Table, by: str, ascending: bool) -> np.ndarray:
+    """Positions of all rows, best score first; NaN scores last; ties broken by `row`."""
+    values = table.column(by).to_numpy(zero_copy_only=False).astype(np.float64)
+    rows = table.column("row").to_numpy()
+    key = np.where(np.isnan(values), np.inf, values if ascending else -values)
+    return np.lexsort((rows, key))
+
+
+def check_embeddings(embeddings: np.ndarray | None, n: int, strategy: str) -> np.ndarray:
+    """The vectors as contiguous float32 [n, d], or a ValueError naming what is wrong."""
+    if embeddings is None:
+        raise ValueError(f"strategy {strategy!r} needs sentence embeddings of the records")
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != n:
+        raise ValueError(f"strategy {strategy!r}: embeddings of shape {vectors.shape} do not match "
+                         f"the {n} rows of the table (expected ({n}, d))")
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"strategy {strategy!r}: embeddings contain NaN or infinite values")
+    return vectors
