@@ -79,7 +79,8 @@ def _scorer_alias(name: str) -> tuple[str, dict]:
 
 def score(data: str | Path, output: str | Path | None = None, *, scorers: list[str] | None = None,
           fmt: str | None = None, strict: bool = False, cache_dir: str | Path | None = None,
-          progress: bool = True, embeddings: str | Path | None = None, **options) -> ScoreResult:
+          progress: bool = True, embeddings: str | Path | None = None, shard_size: int = 64,
+          workers: int = 1, **options) -> ScoreResult:
     """Score every record of `data`; writes the table to `output` (Parquet) when given, and
     the kNN scorer's vectors to `embeddings` (default: `embeddings_path(output)`).
 
@@ -96,7 +97,7 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
         cache_dir = Path(str(output) + ".cache")
     columns, score_rejects, timings = score_examples(
         dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
-        source=str(dataset.path), progress=progress)
+        source=str(dataset.path), progress=progress, shard_size=shard_size, workers=workers)
     for scorer in derived:
         columns.update(scorer.derive(columns))
     if strict and score_rejects:

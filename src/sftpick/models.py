@@ -153,7 +153,7 @@ def load_causal_lm(name: str = DEFAULT_LM, *, device: str = "auto", dtype: str =
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # missing files, or a name that is no valid hub id
         raise ModelNotFoundError(
             f"cannot load model {name!r}: not an embedded model ({', '.join(EMBEDDED_LMS)}, "
             f"{GEMMA_NAME}), a local folder, a .gguf file, nor a hub id in the local cache "
@@ -184,5 +184,5 @@ def load_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto"):
     source = str(embedded_embedder_path()) if name == DEFAULT_EMBEDDER else name
     try:
         return SentenceTransformer(source, device=resolve_device(device))
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise ModelNotFoundError(f"cannot load embedding model {name!r}: {str(error).splitlines()[0]}") from None

@@ -17,17 +17,18 @@ from ..scorers import REJECT, Scorer
 
 
 def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir: Path | None,
-                   source: str = "", shard_size: int = 64, progress: bool = True
+                   source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1
                    ) -> tuple[dict[str, np.ndarray], list[Reject], dict]:
     """Score every example with every scorer. Returns the columns for the examples that no
-    scorer rejected (with `row` and `id`), the rejects, and per-scorer timings."""
+    scorer rejected (with `row` and `id`), the rejects, and per-scorer timings. With
+    `workers` > 1, per-batch scorers run in that many processes (engines/pool.py)."""
     columns: dict[str, np.ndarray] = {}
     rejected: dict[int, str] = {}  # index into examples -> reason
     timings = {}
     for scorer in scorers:
         started = time.perf_counter()
         scorer.setup()
-        values, reasons, fresh = _run_one(examples, scorer, cache_dir, shard_size, progress)
+        values, reasons, fresh = _run_one(examples, scorer, cache_dir, shard_size, progress, workers)
         columns.update(values)
         for index, reason in reasons.items():
             rejected.setdefault(index, f"{scorer.name}: {reason}")
@@ -44,7 +45,7 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
 
 
 def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, shard_size: int,
-             progress: bool) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+             progress: bool, workers: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
     unique: dict[str, Example] = {}
     for example in examples:
         unique.setdefault(example.content_hash, example)
@@ -58,10 +59,10 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
     shard_size = max(len(pending), 1) if whole else shard_size
     if pending and hasattr(scorer, "cost"):
         pending = [pending[i] for i in np.argsort(scorer.cost(pending), kind="stable")]
+    shards = [pending[start: start + shard_size] for start in range(0, len(pending), shard_size)]
     with _progress_bar(progress, scorer.name, len(pending)) as advance:
-        for start in range(0, len(pending), shard_size):
-            shard = pending[start: start + shard_size]
-            result = scorer.score(shard)
+        parallel = getattr(scorer, "runs_a_model", False) and not whole
+        for shard, result in _scored_shards(scorer, shards, workers if parallel else 1):
             keys = [e.content_hash for e in shard]
             if store:
                 store.save(keys, result)
@@ -69,6 +70,14 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
                 done[key] = {name: values[i] for name, values in result.items()}
             advance(len(shard))
     return _gather(examples, done, scorer.columns), _reasons(examples, done), len(pending)
+
+
+def _scored_shards(scorer: Scorer, shards: list[list[Example]], workers: int):
+    if workers <= 1 or len(shards) <= 1:
+        return ((shard, scorer.score(shard)) for shard in shards)
+    from .pool import scored_shards
+
+    return scored_shards(scorer, shards, workers)
 
 
 def _digest(keys) -> str:

@@ -46,6 +46,7 @@ class _Encoded:
 @register
 class IFDScorer:
     name = "ifd"
+    runs_a_model = True  # worth one process per core / GPU (engines/pool.py)
     columns = ("ifd", "loss_cond", "loss_direct", "ppl_cond", "ppl_direct",
                "n_prompt_tokens", "n_response_tokens")
 

@@ -1,0 +1,99 @@
+"""Score shards in several worker processes, each with its own copy of the scorer.
+
+On CPU, two 1-thread processes keep the cores busier than one 2-thread process (the
+small per-layer ops of a 135M model do not parallelise well); with several GPUs each worker
+takes one device, so a multi-GPU machine needs no hand-split files. Workers take shards from
+one queue (so a slow shard does not hold the others back) and send results to the parent,
+which alone writes the resume cache.
+"""
+from __future__ import annotations
+
+import inspect
+import multiprocessing as mp
+import os
+import queue
+from typing import Iterator
+
+from ..examples import Example
+
+_POLL_SECONDS = 5.0
+
+
+def worker_devices(device: str, workers: int) -> list[str]:
+    """`cuda` with N workers -> cuda:0 … cuda:N-1 (round robin over the GPUs); else the same device."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(workers)]
+    return [device] * workers
+
+
+def scored_shards(scorer, shards: list[list[Example]], workers: int) -> Iterator[tuple[list[Example], dict]]:
+    """Yield (shard, scores) as workers finish them, in completion order."""
+    import torch
+
+    context = mp.get_context("spawn")
+    tasks, results = context.Queue(), context.Queue()
+    for index, shard in enumerate(shards):
+        tasks.put((index, shard))
+    threads = max(1, torch.get_num_threads() // workers)
+    params = constructor_params(scorer)
+    devices = worker_devices(params.get("device", "cpu"), workers)
+    processes = [context.Process(target=_work, daemon=True,
+                                 args=(type(scorer), {**params, "device": devices[i]}, threads, tasks, results))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+        tasks.put(None)  # one stop sign per worker, after the shards
+    try:
+        for _ in shards:
+            index, result = _next_result(results, processes)
+            yield shards[index], result
+    finally:
+        for process in processes:
+            process.terminate()
+            process.join()
+
+
+def constructor_params(scorer) -> dict:
+    """The scorer's constructor arguments, read back from its attributes (they share names)."""
+    names = [n for n in inspect.signature(type(scorer)).parameters if n not in ("self", "args", "kwargs")]
+    return {name: getattr(scorer, name) for name in names}
+
+
+def _next_result(results, processes) -> tuple[int, dict]:
+    while True:
+        try:
+            index, result = results.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            dead = [p for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a scoring worker died (exit code {dead[0].exitcode})") from None
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        return index, result
+
+
+def _work(cls, params: dict, threads: int, tasks, results) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    parent = os.getppid()
+    scorer = cls(**params)
+    scorer.setup()
+    while True:
+        try:
+            task = tasks.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            if os.getppid() != parent:  # the parent was killed: stop instead of lingering
+                return
+            continue
+        if task is None:
+            return
+        index, shard = task
+        try:
+            results.put((index, scorer.score(shard)))
+        except Exception as error:  # reported to the parent, which raises it
+            results.put((index, error))
+            return
