@@ -4,6 +4,8 @@ cache and goes into the manifest) and `score(batch) -> {column: array}`, a pure 
 the batch so the local engine and a Ray actor run the same object. Heavy state loads once in
 `setup()`. A scorer may return `REJECT`: per example a reason string, or None where scored.
 An optional `cost(examples)` (e.g. token counts) lets the engine sort and batch by length.
+A scorer with `whole_dataset = True` (kNN) gets every distinct example in one call; one with
+`derived = True` (rule) computes its columns from the others' via `derive(columns)`.
 """
 from __future__ import annotations
 
