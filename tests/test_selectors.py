@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sftpick.selectors import make_selector
 from sftpick.selectors import deita as deita_module
 from sftpick.selectors import facility as facility_module
+from sftpick.selectors import kcenter as kcenter_module
 from sftpick.selectors.clusters import equal_quotas, proportional_quotas, take_by_quota
 from sftpick.selectors.deita import deita_filter
 from sftpick.selectors.facility import knn_graph, lazy_greedy
@@ -44,7 +45,10 @@ def brute_kcenter(x, budget, first, seeds=None):
 
 @pytest.mark.parametrize("n, dim, budget", [(50, 3, 5), (300, 8, 40), (400, 32, 120)])
 @pytest.mark.parametrize("with_seeds", [False, True])
-def test_kcenter_matches_brute_force(n, dim, budget, with_seeds):
+@pytest.mark.parametrize("candidates", [8192, 16, 1])  # all rows tracked, or few and refreshed often
+def test_kcenter_matches_brute_force(n, dim, budget, with_seeds, candidates, monkeypatch):
+    monkeypatch.setattr(kcenter_module, "_CANDIDATES", candidates)
+    monkeypatch.setattr(kcenter_module, "_CHUNK", 64)
     x = unit_vectors(n, dim)
     seeds = unit_vectors(4, dim, seed=9) if with_seeds else None
     chosen, radius = kcenter_greedy(x, budget, seeds, first=3)
@@ -279,3 +283,10 @@ def test_diversity_beats_topk_on_coverage():
         chosen = make_selector(name, **options).select(table, 10, x)
         assert len(set(chosen // 20)) == 10, name
     assert len(set(make_selector("topk").select(table, 10).tolist() // np.int64(20))) < 10
+
+
+def test_deita_normalises_vectors_that_are_not_unit():
+    x, table = unit_vectors(60, 5), score_table(60)
+    scaled = x * np.random.default_rng(0).uniform(0.5, 3, size=(60, 1)).astype(np.float32)
+    unit = make_selector("deita", tau=0.6).select(table, 30, x)
+    assert make_selector("deita", tau=0.6).select(table, 30, scaled).tolist() == unit.tolist()

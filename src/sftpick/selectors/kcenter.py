@@ -7,21 +7,24 @@ Model-oriented Data Selection for Instruction Tuning", arXiv 2311.15653) picks i
 its "necessity" data with it, the latter starting from the seed already chosen (`centers`).
 
 Distances are Euclidean between the embeddings. Without `centers` the first pick is the
-best-scored record (ties by `row`), so the result depends on the data only. Each pick lowers
-every record's distance to its nearest center; by the triangle inequality a record whose
-nearest center lies at least twice its distance from the new center cannot get closer, so
-it is skipped: the result is that of the plain O(n·k·d) loop, with far fewer rows touched.
+best-scored record (ties by `row`), so the result depends on the data only. Exact, but not
+the plain loop's n matrix-vector products per pick: the `_CANDIDATES` farthest rows are
+kept up to date pick by pick, the others only bounded (a row's distance to its nearest
+center never grows). While the best candidate beats that bound it is the farthest row;
+otherwise every row catches up on the centers added meanwhile in one matrix product, and a
+new candidate set is drawn. Ties go to the lower position, as in the plain loop.
 """
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import pyarrow as pa
 
 from . import register
 from .ranking import check_embeddings, score_order
 
-_SLACK = 1e-5  # relative margin on the skip test, against float32 rounding
+_CANDIDATES = 1024  # rows kept up to date pick by pick
+_CHUNK = 16384  # rows per matrix product when every row catches up
+_SAME = 1e-6  # squared distances below this share of |x|² + |c|² count as 0 (duplicates)
 
 
 @register
@@ -56,43 +59,71 @@ def kcenter_greedy(x: np.ndarray, budget: int, seeds: np.ndarray | None = None, 
     """Greedy picks (positions in pick order) and the final covering radius. No input validation:
     `x` is float32 [n, d], `seeds` float32 [m, d] or None. Stops early once the radius is 0."""
     n, dim = x.shape
-    norms = np.einsum("ij,ij->i", x, x)
     m = 0 if seeds is None else len(seeds)
     centers = np.empty((m + budget, dim), dtype=np.float32)
     if m:
         centers[:m] = seeds
-        dist2, nearest = faiss.knn(x, seeds, 1)
-        mind = np.sqrt(np.maximum(dist2[:, 0], 0))
-        assign = nearest[:, 0].astype(np.int64)
-    else:
-        mind = np.full(n, np.inf, dtype=np.float32)
-        assign = np.zeros(n, dtype=np.int64)
+    farthest = _Farthest(x, centers)
     chosen: list[int] = []
     while len(chosen) < budget and n:
-        pick = first if m == 0 and not chosen else int(np.argmax(mind))
-        if mind[pick] <= 0:
+        pick, distance = (first, np.inf) if m == 0 and not chosen else farthest(m + len(chosen))
+        if distance <= 0:
             break
+        centers[m + len(chosen)] = x[pick]
         chosen.append(pick)
-        centers[m + len(chosen) - 1] = x[pick]
-        _update(x, norms, x[pick], centers[: m + len(chosen) - 1], mind, assign, m + len(chosen) - 1)
-        mind[pick] = 0
-    radius = float(mind.max()) if n and (m or chosen) else None
+    radius = None
+    if n and (m or chosen):
+        radius = float(np.sqrt(farthest(m + len(chosen))[1]))
     return np.asarray(chosen, dtype=np.int64), radius
 
 
-def _update(x: np.ndarray, norms: np.ndarray, center: np.ndarray, old: np.ndarray,
-            mind: np.ndarray, assign: np.ndarray, index: int) -> None:
-    """Lower `mind` (and set `assign`) where the new center is nearer. No input validation."""
-    center_norm = float(center @ center)
-    if len(old):
-        to_old = np.sqrt(np.maximum(np.einsum("ij,ij->i", old, old) + center_norm - 2 * (old @ center), 0))
-        rows = np.flatnonzero(to_old[assign] < 2 * mind * (1 + _SLACK) + _SLACK)
-    else:
-        rows = np.arange(len(x))
-    if len(rows) == 0:
-        return
-    dots = (x @ center)[rows] if len(rows) > len(x) // 3 else x[rows] @ center
-    dist = np.sqrt(np.maximum(norms[rows] + center_norm - 2 * dots, 0))
-    closer = dist < mind[rows]
-    mind[rows[closer]] = dist[closer]
-    assign[rows[closer]] = index
+class _Farthest:
+    """Squared distance of each row to its nearest center: exact for the candidates, an upper
+    bound (`self.bound`) for the other rows until they catch up."""
+
+    def __init__(self, x: np.ndarray, centers: np.ndarray):
+        self.x, self.centers = x, centers
+        self.norms = np.einsum("ij,ij->i", x, x)
+        self.nearest = np.full(len(x), np.inf, dtype=np.float32)
+        self.everyone = 0  # centers applied to every row
+        self.candidates = np.arange(0)  # positions; their vectors, norms, distances in cx, cnorms, cnearest
+        self.seen = 0  # centers applied to the candidates
+        self.bound = np.inf  # >= `nearest` of every row outside the candidates
+
+    def __call__(self, count: int) -> tuple[int, float]:
+        """(position, squared distance) of the row farthest from the first `count` centers."""
+        while True:
+            if len(self.candidates) and count > self.seen:
+                near = _nearest(self.cx, self.cnorms, self.centers[self.seen:count])
+                self.cnearest = np.minimum(self.cnearest, near)
+                self.seen = count
+            if len(self.candidates):
+                best = int(np.argmax(self.cnearest))
+                if self.cnearest[best] > self.bound or len(self.candidates) == len(self.x):
+                    return int(self.candidates[best]), float(self.cnearest[best])
+            self._refresh(count)
+
+    def _refresh(self, count: int) -> None:
+        """Every row catches up; the farthest become the candidates (copied, contiguous)."""
+        if len(self.candidates):
+            self.nearest[self.candidates] = self.cnearest
+        if count > self.everyone:
+            for start in range(0, len(self.x), _CHUNK):
+                rows = slice(start, start + _CHUNK)
+                near = _nearest(self.x[rows], self.norms[rows], self.centers[self.everyone:count])
+                self.nearest[rows] = np.minimum(self.nearest[rows], near)
+        self.everyone = self.seen = count
+        size = min(_CANDIDATES, len(self.x))
+        split = np.argpartition(-self.nearest, size - 1)
+        self.candidates = np.sort(split[:size])
+        self.cx, self.cnorms = self.x[self.candidates], self.norms[self.candidates]
+        self.cnearest = self.nearest[self.candidates]
+        self.bound = float(self.nearest[split[size:]].max()) if size < len(self.x) else -np.inf
+
+
+def _nearest(x: np.ndarray, norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared distance of each row of `x` to its nearest of `centers`."""
+    scale = norms[:, None] + np.einsum("ij,ij->i", centers, centers)[None, :]
+    dist = scale - 2 * (x @ centers.T)
+    dist[dist <= _SAME * scale] = 0  # float32 rounding leaves ~1e-7 where the vectors are equal
+    return dist.min(axis=1)
