@@ -186,3 +186,19 @@ def test_ppl_is_the_ifd_pass_and_knn_k_comes_from_the_name():
     assert scorers[1].columns == ("knn_10",) and scorers[1].embed_text == "instruction"
     with pytest.raises(ValueError, match="unknown scorer 'nope'; valid scorers: .*ppl, knn_K"):
         build_scorers(["nope"], {})
+
+
+def test_run_saves_embeddings_that_the_diversity_selectors_reuse(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    scored, selection = sftpick.run(FIXTURE, out, 5, scorers=["len", "knn_6"], by="knn_6", progress=False)
+    rows, vectors, meta = load_embeddings(out / "scores.embeddings.parquet")
+    np.testing.assert_array_equal(rows, scored.table.column("row").to_numpy())
+    knn = scored.table.column("knn_6").to_numpy()
+    np.testing.assert_array_equal(np.sort(selection.rows), np.sort(np.argsort(-knn)[:5]))
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("the selector embedded again although the kNN vectors are saved")
+
+    monkeypatch.setattr("sftpick.selectors.vectors.embed_examples", no_embedding)
+    chosen = sftpick.select(out / "scores.parquet", 5, by="knn_6", strategy="kcenter", data=FIXTURE)
+    assert len(chosen.rows) == 5
