@@ -40,7 +40,7 @@ def micro_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
 class SpanLoss:
     """Mean cross-entropy of spans under one causal LM (no input validation)."""
 
-    def __init__(self, model, *, pad_id: int, head_chunk: int = 512):
+    def __init__(self, model, *, pad_id: int, head_chunk: int = 1024):
         self.model = model
         self.pad_id = pad_id
         self.head_chunk = head_chunk
@@ -58,22 +58,22 @@ class SpanLoss:
     def _batch(self, spans: list[Span]) -> np.ndarray:
         width = max(len(span.ids) for span in spans)
         ids = torch.full((len(spans), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(spans), width), dtype=torch.long)
         rows, positions = [], []
         for r, span in enumerate(spans):
             ids[r, : len(span.ids)] = torch.tensor(span.ids)
-            mask[r, : len(span.ids)] = 1
             rows.extend([r] * (len(span.ids) - span.first))
             positions.extend(range(span.first - 1, len(span.ids) - 1))  # predicts positions + 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        ids = ids.to(self.device)
         rows_t = torch.tensor(rows, device=self.device)
         positions_t = torch.tensor(positions, device=self.device)
         targets = ids[rows_t, positions_t + 1]
+        # Padding is on the right, so under the causal mask no real token sees a pad: no
+        # attention mask is needed, and attention keeps its fast causal path.
         if self.fast:
-            hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = self.model.base_model(input_ids=ids).last_hidden_state
             token_losses = self._head_losses(hidden[rows_t, positions_t], targets)
         else:
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            logits = self.model(input_ids=ids).logits
             token_losses = F.cross_entropy(logits[rows_t, positions_t].float(), targets, reduction="none")
         sums = torch.zeros(len(spans), dtype=torch.float64, device=self.device)
         sums.index_add_(0, rows_t, token_losses.double())
