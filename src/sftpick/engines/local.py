@@ -23,7 +23,7 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
     scorer rejected (with `row` and `id`), the rejects, and per-scorer timings. With
     `workers` > 1, per-batch scorers run in that many processes (engines/pool.py)."""
     columns: dict[str, np.ndarray] = {}
-    rejected: dict[int, str] = {}  # index into examples -> reason
+    rejected: dict[int, tuple[str, str]] = {}  # index into examples -> (scorer, reason)
     timings = {}
     for scorer in scorers:
         started = time.perf_counter()
@@ -31,7 +31,7 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
         values, reasons, fresh = _run_one(examples, scorer, cache_dir, shard_size, progress, workers)
         columns.update(values)
         for index, reason in reasons.items():
-            rejected.setdefault(index, f"{scorer.name}: {reason}")
+            rejected.setdefault(index, (scorer.name, reason))
         timings[scorer.name] = {"seconds": round(time.perf_counter() - started, 3),
                                 "scored_now": fresh, "from_cache": len(examples) - fresh,
                                 **(getattr(scorer, "stats_", None) or {})}
@@ -39,8 +39,8 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
     table = {"row": np.array([examples[i].row for i in keep], dtype=np.int64),
              "id": np.array([examples[i].id for i in keep], dtype=object)}
     table.update({name: values[keep] for name, values in columns.items()})
-    rejects = [Reject(source, examples[i].row, examples[i].line, reason.split(":")[0],
-                      reason.split(": ", 1)[1], examples[i].record) for i, reason in sorted(rejected.items())]
+    rejects = [Reject(source, examples[i].row, examples[i].line, stage, reason, examples[i].record)
+               for i, (stage, reason) in sorted(rejected.items())]
     return table, rejects, timings
 
 
