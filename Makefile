@@ -18,6 +18,7 @@ demo: setup
 	$(VENV)/bin/sftpick demo -o out
 
 test: setup
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)  # report browser test
 	$(VENV)/bin/pytest -q
 
 bench: setup

@@ -17,7 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sftpick.compare import compare, matched_scores
 
 DATA = Path("/work/shared/data")
 SOURCES = {
@@ -28,18 +38,80 @@ SOURCES = {
 }
 
 
-def build_sample(out: Path, per_source: int, seed: int, data: Path = DATA) -> int:
-    """Write `per_source` records drawn with `seed` from each source; returns the count."""
+def build_sample(out: Path, per_source: int, seed: int, parts: int = 4, data: Path = DATA) -> int:
+    """Write `per_source` records drawn with `seed` from each source to `out`, and the same
+    records split into `parts` files (`out` with suffix -1, -2, …), each an equal random
+    share of every source, so that scoring part by part gives usable results early."""
     rng = random.Random(seed)
-    lines = []
+    lines, split = [], [[] for _ in range(parts)]
     for source, filename in SOURCES.items():
         records = json.loads((data / filename).read_text())
-        for index in sorted(rng.sample(range(len(records)), per_source)):
+        chosen = rng.sample(range(len(records)), per_source)  # random order: parts are random shares
+        for position, index in enumerate(chosen):
             record = {"id": f"{source}-{index}", "source": source, **records[index]}
             lines.append(json.dumps(record, ensure_ascii=False))
+            split[position % parts].append(lines[-1])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
+    for number, part in enumerate(split, start=1):
+        out.with_name(f"{out.stem}-{number}{out.suffix}").write_text("\n".join(part) + "\n")
     return len(lines)
+
+
+def load_parts(stem: Path, parts: int) -> pa.Table | None:
+    """The score tables `<stem>-1.parquet` … that exist, concatenated."""
+    found = [stem.with_name(f"{stem.name}-{n}.parquet") for n in range(1, parts + 1)]
+    tables = [pq.read_table(p, columns=["id", "ifd", "n_response_tokens"]) for p in found if p.is_file()]
+    return pa.concat_tables(tables) if tables else None
+
+
+def analyze(weak: pa.Table, strong: pa.Table, sample: Path) -> dict:
+    """Agreement overall and per source, on the ids scored by both models."""
+    source_of = {json.loads(line)["id"]: json.loads(line)["source"] for line in sample.read_text().splitlines()}
+    both = set(weak.column("id").to_pylist()) & set(strong.column("id").to_pylist())
+    results = {"all": compare(weak, strong, column="ifd", key="id").to_dict()}
+    for source in SOURCES:
+        ids = pa.array([i for i in both if source_of[i] == source])
+        if len(ids) >= 2:
+            pick = lambda t: t.filter(pc.is_in(t.column("id"), value_set=ids))  # noqa: E731
+            results[source] = compare(pick(weak), pick(strong), column="ifd", key="id").to_dict()
+    results["filter"] = _filter_agreement(weak, strong)
+    return results
+
+
+def _filter_agreement(weak: pa.Table, strong: pa.Table) -> dict:
+    """How often the two models agree on Superfiltering's first step, dropping IFD >= 1."""
+    x, y = matched_scores(weak, strong, "ifd", "id")
+    return {"n": len(x), "weak_ifd_ge_1": int((x >= 1).sum()), "strong_ifd_ge_1": int((y >= 1).sum()),
+            "same_decision": float(np.mean((x >= 1) == (y >= 1)))}
+
+
+def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path) -> None:
+    """Rank-vs-rank scatter coloured by source, drawn by plotly and saved as PNG by headless Chromium."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+    from scipy.stats import rankdata
+
+    source_of = {json.loads(line)["id"]: json.loads(line)["source"] for line in sample.read_text().splitlines()}
+    ids = weak.column("id").to_pylist()
+    strong_ifd = dict(zip(strong.column("id").to_pylist(), strong.column("ifd").to_pylist()))
+    keep = [i for i, k in enumerate(ids) if k in strong_ifd]
+    x = rankdata(np.array(weak.column("ifd").to_pylist())[keep]) / len(keep)
+    y = rankdata(np.array([strong_ifd[ids[i]] for i in keep])) / len(keep)
+    sources = np.array([source_of[ids[i]] for i in keep])
+    fig = go.Figure([go.Scatter(x=x[sources == s], y=y[sources == s], mode="markers", name=s,
+                                marker=dict(size=4, opacity=0.6)) for s in SOURCES])
+    fig.update_layout(title=f"IFD rank (quantile), {len(keep)} records: SmolLM2-135M (weak) vs Gemma-3-270M (strong)",
+                      xaxis_title="SmolLM2-135M IFD quantile", yaxis_title="Gemma-3-270M IFD quantile",
+                      width=900, height=760, template="plotly_white")
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "plot.html"
+        page.write_text(f"<html><head><script>{get_plotlyjs()}</script></head><body style='margin:0'>"
+                        f"{fig.to_html(full_html=False, include_plotlyjs=False)}</body></html>")
+        subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                        "--no-first-run", "--hide-scrollbars", f"--user-data-dir={tmp}/profile",
+                        f"--screenshot={png.resolve()}", "--window-size=920,780", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
 
 
 def main() -> None:
@@ -49,9 +121,27 @@ def main() -> None:
     sample.add_argument("--out", type=Path, default=Path(".work/consistency/sample.jsonl"))
     sample.add_argument("--per-source", type=int, default=500)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--parts", type=int, default=4)
+    report = commands.add_parser("analyze", help="compare the two models' scores, write figures and plot")
+    report.add_argument("weak", type=Path, help="score table stem of the weak model (parts <stem>-N.parquet)")
+    report.add_argument("strong", type=Path, help="score table stem of the strong model")
+    report.add_argument("--sample", type=Path, default=Path(".work/consistency/sample.jsonl"))
+    report.add_argument("--parts", type=int, default=4)
+    report.add_argument("--docs", type=Path, default=Path("docs"))
     args = parser.parse_args()
     if args.command == "sample":
-        print(f"{build_sample(args.out, args.per_source, args.seed)} records -> {args.out}")
+        print(f"{build_sample(args.out, args.per_source, args.seed, args.parts)} records -> {args.out}")
+    else:
+        weak, strong = load_parts(args.weak, args.parts), load_parts(args.strong, args.parts)
+        results = analyze(weak, strong, args.sample)
+        (args.docs / "consistency.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot(weak, strong, args.sample, args.docs / "consistency.png")
+        for name, figures in results.items():
+            if name != "filter":
+                overlap = " ".join(f"{k}={v:.3f}" for k, v in figures["top_overlap"].items())
+                print(f"{name:22s} n={figures['n']:5d} spearman={figures['spearman']:.3f} "
+                      f"kendall={figures['kendall']:.3f} top-overlap {overlap}")
+        print("filter (IFD >= 1):", results["filter"])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_examples
 from .io import Dataset, Reject, atomic_write, read_dataset, write_parquet, write_rejects, write_subset
+from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
 from .scorers.knn import save_table_embeddings
 from .selectors import SELECTORS, make_selector, parse_budget
@@ -201,7 +202,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         max_ifd: float | None = None, strategy: str = "topk", pool: int | float | str | None = None,
         strategy_options: dict | None = None, **options) -> tuple[ScoreResult, Selection]:
     """Score, select and write `scores.parquet`, `selected.<ext>`, `rejects.jsonl` and
-    `manifest.json` under `output_dir`."""
+    `manifest.json` under `output_dir`, and `report.html` from them."""
     started = time.perf_counter()
     out = Path(output_dir)
     scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
@@ -216,8 +217,9 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     write_rejects(scored.rejects, out / "rejects.jsonl")
     manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started,
                               outputs={"scores": "scores.parquet", "subset": subset_path.name,
-                                       "rejects": "rejects.jsonl"})
+                                       "rejects": "rejects.jsonl", "report": "report.html"})
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    build_report(out)
     return scored, selection
 
 

@@ -70,6 +70,21 @@ def _clean_errors(command):
     return wrapper
 
 
+def _behind_proxy_check(proxy: str, check: int, min_agreement: float | None):
+    """api.score, with the weak `proxy` model, once it agrees with --model on a sample."""
+    from .proxy import score_with_proxy
+
+    def show(checked) -> None:
+        console.print(f"proxy check: {checked.weak} (weak) vs {checked.strong} (strong), "
+                      f"{checked.sample} sampled records", highlight=False)
+        console.print("\n".join(checked.agreement.lines()), highlight=False)
+
+    def run_scoring(data, output, **options):
+        return score_with_proxy(data, output, proxy=proxy, check=check, min_agreement=min_agreement,
+                                on_check=show, **options)[0]
+    return run_scoring
+
+
 def _scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code) -> dict:
     return {"model": model, "variant": variant, "template": template, "max_length": max_length,
             "device": device, "dtype": dtype, "token_budget": token_budget,
@@ -99,9 +114,13 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole",
           knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
           shard_size: Annotated[int, typer.Option(help="Records per saved shard (the unit of resume).")] = 64,
-          workers: Workers = 1):
+          workers: Workers = 1,
+          proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
+          check: Annotated[int, typer.Option(help="Records sampled (seed 0) for the --proxy check.")] = 500,
+          min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None):
     """Score every record; write one row per scored record and a rejects file."""
-    result = api.score(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
+    scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
+    result = scoring(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
                        shard_size=shard_size, workers=workers,
                        **_scorer_options(model, variant, template, max_length, device, dtype,
                                          token_budget, trust_remote_code),
@@ -173,6 +192,15 @@ def compare(a: Annotated[Path, typer.Argument(help="First scores table (.parquet
     if json_path:
         atomic_write(json_path, json.dumps(agreement.to_dict(), indent=2))
         console.print(f"json: {json_path}", highlight=False)
+
+
+@app.command()
+@_clean_errors
+def report(output_dir: Annotated[Path, typer.Argument(help="Output folder of `sftpick run`.")]):
+    """Rebuild OUTPUT_DIR/report.html from the run's scores, manifest and input."""
+    from .report import build_report
+
+    console.print(f"report: {build_report(output_dir)}", highlight=False)
 
 
 @app.command()

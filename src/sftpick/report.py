@@ -1,0 +1,209 @@
+"""One self-contained HTML page for a run folder: what came in, what was scored, rejected and
+selected, how every score is distributed, selected against not, the best and worst records
+by the ranking score, and the manifest. plotly's JS is inlined, so the page needs no
+network; all dataset text is HTML-escaped (plot data goes through plotly's JSON encoder,
+which escapes `<`, `>` and `/`)."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import UnreadableInput, atomic_write, read_dataset
+
+N_EXAMPLES = 5  # best and worst records shown
+MAX_CHARS = 1200  # text shown per field; the rest is cut with a note
+NOT_SCORES = {"row", "id", "selected"}
+WEBGL_FROM = 5000  # rows from which the scatter is drawn with WebGL
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.note{background:#fff6d6;border-left:4px solid #e0b400;padding:.4rem .8rem}
+.card{border:1px solid #ddd;border-radius:6px;padding:.6rem .9rem;margin:.8rem 0}
+.card pre,pre.manifest{white-space:pre-wrap;word-break:break-word;background:#f6f6f6;padding:.5rem;margin:.3rem 0}
+.meta{color:#555;font-size:.9em}
+"""
+
+
+def build_report(run_dir: str | Path, output: str | Path | None = None, *, examples: int = N_EXAMPLES) -> Path:
+    """Write `report.html` (or `output`) for the run in `run_dir`, showing the `examples`
+    best and worst records; returns its path."""
+    run_dir = Path(run_dir)
+    scores_path = run_dir / "scores.parquet"
+    if not scores_path.is_file():
+        raise FileNotFoundError(f"{scores_path}: no such file; is {run_dir} the output folder of `sftpick run`?")
+    table = pq.read_table(scores_path)
+    manifest = _read_json(run_dir / "manifest.json")
+    notes = [] if manifest else [f"{run_dir / 'manifest.json'} is missing: counts come from the score table only."]
+    texts, note = _dataset_texts(manifest)
+    notes += [note] if note else []
+    by, ascending = _ranking(manifest, table)
+    body = [
+        f"<h1>sftpick report: {_e(run_dir.resolve().name)}</h1>",
+        *(f'<p class="note">{_e(n)}</p>' for n in notes),
+        "<h2>Records</h2>", _counts_html(manifest, table),
+        "<h2>Score distributions</h2>", _figure_html(_distributions(table)),
+        "<h2>Selected vs not</h2>", _figure_html(_scatter(table, by)),
+        f"<h2>Best and worst by {_e(by)}</h2>", _examples_html(table, texts, by, ascending, examples),
+        "<h2>Manifest</h2>", f'<pre class="manifest">{_e(json.dumps(manifest, indent=2))}</pre>',
+    ]
+    page = _page(f"sftpick report: {run_dir.name}", "\n".join(body))
+    path = Path(output) if output else run_dir / "report.html"
+    atomic_write(path, page)
+    return path
+
+
+# ---------------------------------------------------------------- inputs
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _dataset_texts(manifest: dict) -> tuple[dict[int, tuple[str, str]], str | None]:
+    """Input row -> (context, response), read from the input file the manifest names."""
+    path = manifest.get("input", {}).get("path")
+    if not path:
+        return {}, "the manifest names no input file, so record texts are not shown."
+    try:
+        dataset = read_dataset(path, manifest["input"].get("format"))
+    except (UnreadableInput, ValueError, OSError) as error:
+        return {}, f"record texts are not shown: the input file cannot be read ({error})."
+    note = None
+    if manifest["input"].get("sha256") not in (None, dataset.sha256):
+        note = f"{path} has changed since the run (sha256 differs): record texts may not match the scores."
+    return {e.row: ("\n\n".join(m["content"] for m in e.context), e.response) for e in dataset.examples}, note
+
+
+def _ranking(manifest: dict, table: pa.Table) -> tuple[str, bool]:
+    selection = manifest.get("selection", {})
+    by = selection.get("by", "ifd")
+    if by not in table.column_names:
+        by = _score_columns(table)[0] if _score_columns(table) else "row"
+    return by, bool(selection.get("ascending", False))
+
+
+def _score_columns(table: pa.Table) -> list[str]:
+    return [f.name for f in table.schema
+            if f.name not in NOT_SCORES and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
+
+
+def _selected(table: pa.Table) -> np.ndarray:
+    if "selected" in table.column_names:
+        return table.column("selected").to_numpy(zero_copy_only=False).astype(bool)
+    return np.zeros(table.num_rows, dtype=bool)
+
+
+# ---------------------------------------------------------------- sections
+
+def _counts_html(manifest: dict, table: pa.Table) -> str:
+    counts = manifest.get("counts") or {"scored": table.num_rows, "selected": int(_selected(table).sum())}
+    rows = [(key, counts[key]) for key in ("input", "scored", "rejected") if key in counts]
+    rows += [(f"rejected: {reason}", n) for reason, n in counts.get("rejected_by_reason", {}).items()]
+    rows += [(f"dropped before ranking: {reason}", n)
+             for reason, n in manifest.get("selection", {}).get("dropped", {}).items()]
+    rows += [("selected", counts["selected"])] if "selected" in counts else []
+    cells = "".join(f'<tr><th>{_e(k)}</th><td class="n">{_e(v)}</td></tr>' for k, v in rows)
+    return f'<table id="counts">{cells}</table>'
+
+
+def _distributions(table: pa.Table):
+    """One histogram per score column, selected and not overlaid."""
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    columns = _score_columns(table)
+    if not columns:
+        return None
+    ncols = min(3, len(columns))
+    nrows = -(-len(columns) // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=columns)
+    chosen = _selected(table)
+    for i, name in enumerate(columns):
+        values = table.column(name).to_numpy(zero_copy_only=False).astype(float)
+        for label, mask, color in (("not selected", ~chosen, "#9aa5b1"), ("selected", chosen, "#d9480f")):
+            fig.add_trace(go.Histogram(x=values[mask], name=label, legendgroup=label, marker_color=color,
+                                       opacity=0.75, showlegend=i == 0, nbinsx=40),
+                          row=i // ncols + 1, col=i % ncols + 1)
+    fig.update_layout(barmode="overlay", height=260 * nrows, margin=dict(t=40, b=30, l=40, r=10))
+    return fig
+
+
+def _scatter(table: pa.Table, by: str):
+    """The ranking score against response length (or row), selected vs not."""
+    import plotly.graph_objects as go
+
+    if by not in table.column_names:
+        return None
+    x_name = "n_response_tokens" if "n_response_tokens" in table.column_names else "row"
+    x = table.column(x_name).to_numpy(zero_copy_only=False)
+    y = table.column(by).to_numpy(zero_copy_only=False)
+    ids = [str(i) for i in table.column("id").to_pylist()] if "id" in table.column_names else None
+    chosen = _selected(table)
+    scatter = go.Scattergl if table.num_rows > WEBGL_FROM else go.Scatter  # SVG is slow for many points
+    fig = go.Figure()
+    for label, mask, color in (("not selected", ~chosen, "#9aa5b1"), ("selected", chosen, "#d9480f")):
+        fig.add_trace(scatter(x=x[mask], y=y[mask], mode="markers", name=label, marker_color=color,
+                                   marker_size=5, opacity=0.7,
+                                   text=[ids[i] for i in np.flatnonzero(mask)] if ids else None,
+                                   hovertemplate="id %{text}<br>" + x_name + " %{x}<br>" + by + " %{y:.4g}"))
+    fig.update_layout(xaxis_title=x_name, yaxis_title=by, height=420, margin=dict(t=20, b=40, l=50, r=10))
+    return fig
+
+
+def _examples_html(table: pa.Table, texts: dict, by: str, ascending: bool, n: int) -> str:
+    """Best: the top of the ranking among the selected (or all rows when nothing was
+    selected); worst: the bottom of the ranking among all scored rows."""
+    score = table.column(by).to_numpy(zero_copy_only=False).astype(float)
+    key = score if ascending else -score
+    order = [i for i in np.argsort(key, kind="stable") if np.isfinite(score[i])]
+    chosen = _selected(table)
+    best = [i for i in order if chosen[i]] or order
+    parts = [f"<h3>Best {min(n, len(best))} ({'lowest' if ascending else 'highest'} {_e(by)}"
+             f"{' among the selected' if chosen.any() else ''})</h3>"]
+    parts += [_card(table, texts, i, by) for i in best[:n]]
+    worst = order[::-1][:n]
+    parts += [f"<h3>Worst {len(worst)} ({'highest' if ascending else 'lowest'} {_e(by)})</h3>"]
+    parts += [_card(table, texts, i, by) for i in worst]
+    return "\n".join(parts)
+
+
+def _card(table: pa.Table, texts: dict, index: int, by: str) -> str:
+    record = {name: table.column(name)[index].as_py() for name in table.column_names}
+    meta = f"row {record['row']} · id {record.get('id')} · {by} = {record[by]:.4g}"
+    if record.get("selected"):
+        meta += " · selected"
+    if record["row"] not in texts:
+        return f'<div class="card"><div class="meta">{_e(meta)}</div><p><i>text not available</i></p></div>'
+    context, response = texts[record["row"]]
+    return (f'<div class="card"><div class="meta">{_e(meta)}</div>'
+            f"<b>instruction</b><pre>{_e(_cut(context))}</pre><b>response</b><pre>{_e(_cut(response))}</pre></div>")
+
+
+# ---------------------------------------------------------------- html
+
+def _figure_html(fig) -> str:
+    if fig is None:
+        return '<p class="note">no numeric score column to plot.</p>'
+    return f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}</div>'
+
+
+def _page(title: str, body: str) -> str:
+    from plotly.offline import get_plotlyjs
+
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + f"… [{len(text) - MAX_CHARS} more characters]"
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
