@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from sftpick.compare import compare, matched_scores
 
 DATA = Path("/work/shared/data")
+NO_TOOLBAR = {"displayModeBar": False}
 SOURCES = {
     "alpaca": "alpaca-cherry-5pct.json",
     "gsm8k": "gsm8k-train.json",
@@ -75,6 +76,8 @@ def analyze(weak: pa.Table, strong: pa.Table, sample: Path) -> dict:
         if len(ids) >= 2:
             pick = lambda t: t.filter(pc.is_in(t.column("id"), value_set=ids))  # noqa: E731
             results[source] = compare(pick(weak), pick(strong), column="ifd", key="id").to_dict()
+            x, y = matched_scores(pick(weak), pick(strong), "ifd", "id")
+            results[source]["median_ifd"] = {"weak": float(np.median(x)), "strong": float(np.median(y))}
     results["filter"] = _filter_agreement(weak, strong)
     return results
 
@@ -107,7 +110,7 @@ def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "plot.html"
         page.write_text(f"<html><head><script>{get_plotlyjs()}</script></head><body style='margin:0'>"
-                        f"{fig.to_html(full_html=False, include_plotlyjs=False)}</body></html>")
+                        f"{fig.to_html(full_html=False, include_plotlyjs=False, config=NO_TOOLBAR)}</body></html>")
         subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
                         "--no-first-run", "--hide-scrollbars", f"--user-data-dir={tmp}/profile",
                         f"--screenshot={png.resolve()}", "--window-size=920,780", page.as_uri()],
@@ -139,8 +142,9 @@ def main() -> None:
         for name, figures in results.items():
             if name != "filter":
                 overlap = " ".join(f"{k}={v:.3f}" for k, v in figures["top_overlap"].items())
+                medians = figures.get("median_ifd", {})
                 print(f"{name:22s} n={figures['n']:5d} spearman={figures['spearman']:.3f} "
-                      f"kendall={figures['kendall']:.3f} top-overlap {overlap}")
+                      f"kendall={figures['kendall']:.3f} top-overlap {overlap} median ifd {medians}")
         print("filter (IFD >= 1):", results["filter"])
 
 
