@@ -95,7 +95,8 @@ def main() -> None:
             print(f"{name:<10}{n:>9}{chosen:>9}{seconds:>10.2f}{peak:>9.0f}  {growth[0]:>7}{growth[1]:>7}  {shown}",
                   flush=True)
             last = (seconds, peak)
-    print("time x / mem x: ratio to the previous size (n grows 10x; budget grows with n)")
+    grows = "grows with n" if args.budget.endswith("%") or "." in args.budget else "is fixed"
+    print(f"time x / mem x: ratio to the previous size (the budget {grows})")
 
 
 if __name__ == "__main__":

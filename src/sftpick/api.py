@@ -146,7 +146,7 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
         dropped[f"outside the pool (the best {pool} by {by})"] = len(filtered) - len(candidates)
     selector = make_selector(strategy, by=by, ascending=ascending, **selector_options)
     chosen = selector.select(table.take(candidates), min(requested, len(candidates)),
-                             None if vectors is None else vectors[candidates]) if len(candidates) else np.array([], int)
+                             _rows_of(vectors, candidates)) if len(candidates) else np.array([], int)
     rows = np.sort(table.column("row").to_numpy()[candidates[chosen]])
     notes = list(getattr(selector, "notes_", []))
     pool = pool if pool is None else str(pool)
@@ -156,6 +156,11 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     params = {"strategy": strategy, "by": by, "ascending": ascending, "budget": str(budget),
               "budget_count": requested, "max_ifd": max_ifd, "pool": pool, **strategy_options}
     return Selection(rows, requested, dropped, params, notes, getattr(selector, "stats_", {}))
+
+
+def _rows_of(vectors: np.ndarray | None, positions: np.ndarray) -> np.ndarray | None:
+    """The vectors of `positions` (ascending), without a copy when that is all of them."""
+    return vectors if vectors is None or len(positions) == len(vectors) else vectors[positions]
 
 
 def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, data, embeddings

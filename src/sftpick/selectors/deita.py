@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import register
-from .ranking import check_embeddings, score_order
+from .ranking import check_embeddings, score_order, unit_rows
 
 _BLOCK = 1024
 
@@ -34,7 +34,7 @@ class Deita:
         """Positions kept, in score order."""
         if not -1 <= self.tau <= 1:
             raise ValueError(f"deita: tau={self.tau} should be a cosine similarity in [-1, 1]")
-        vectors = _normalised(check_embeddings(embeddings, table.num_rows, self.name))
+        vectors = unit_rows(check_embeddings(embeddings, table.num_rows, self.name))
         order = score_order(table, self.by, self.ascending)
         chosen, examined = deita_filter(vectors, order, budget, self.tau)
         self.stats_ = {"tau": self.tau, "examined": examined, "too_similar": examined - len(chosen)}
@@ -71,10 +71,3 @@ def deita_filter(x: np.ndarray, order: np.ndarray, budget: int, tau: float) -> t
         start += len(block)
     return np.asarray(chosen, dtype=np.int64), examined
 
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    """`x` itself when its rows are unit vectors already (the cached embeddings are), else a copy."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if np.allclose(norms, 1, atol=1e-4):
-        return x
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

@@ -21,7 +21,7 @@ import pyarrow as pa
 from scipy import sparse
 
 from . import register
-from .ranking import check_embeddings
+from .ranking import check_embeddings, unit_rows
 
 EXACT_UP_TO = 20_000
 _NPROBE = 10
@@ -57,10 +57,10 @@ class Facility:
 def knn_graph(x: np.ndarray, neighbors: int, *, seed: int = 0) -> sparse.csc_matrix:
     """W[i, j] = max(0, cos(i, j)) for j among the `neighbors` nearest of i, W[i, i] = 1.
     Column j lists the records that j would cover. No input validation."""
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit_rows(x)
     n = len(x)
     k = min(neighbors, n - 1)
-    sims, ids = _search(np.ascontiguousarray(x, dtype=np.float32), k + 1, seed)
+    sims, ids = _search(x, k + 1, seed)
     own = np.arange(n)[:, None]
     keep = (ids >= 0) & (ids != own)
     keep &= np.cumsum(keep, axis=1) <= k  # at most k others, even when i is not its own first hit

@@ -22,6 +22,15 @@ def check_embeddings(embeddings: np.ndarray | None, n: int, strategy: str) -> np
     if vectors.ndim != 2 or vectors.shape[0] != n:
         raise ValueError(f"strategy {strategy!r}: embeddings of shape {vectors.shape} do not match "
                          f"the {n} rows of the table (expected ({n}, d))")
-    if not np.isfinite(vectors).all():
-        raise ValueError(f"strategy {strategy!r}: embeddings contain NaN or infinite values")
+    if not np.isfinite(np.einsum("ij,ij->i", vectors, vectors)).all():  # no n×d temporary
+        raise ValueError(f"strategy {strategy!r}: embeddings contain NaN, infinite or huge values")
     return vectors
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """`x` itself when its rows are unit vectors already (cached embeddings are), else a
+    normalised copy (zero rows stay zero). No input validation."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    if np.allclose(norms, 1, atol=1e-4):
+        return x
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
