@@ -42,7 +42,7 @@ def clustered_vectors(n: int, seed: int = 0, chunk: int = 8192) -> np.ndarray:
     return out
 
 
-def measure(name: str, n: int, budget: str, threads: int | None, queue) -> None:
+def measure(name: str, n: int, budget: str, options: dict, threads: int | None, queue) -> None:
     if threads:  # BLAS, OpenMP (scikit-learn) and faiss
         import faiss
         from threadpoolctl import threadpool_limits
@@ -54,7 +54,7 @@ def measure(name: str, n: int, budget: str, threads: int | None, queue) -> None:
     x = clustered_vectors(n)
     table = pa.table({"row": np.arange(n), "ifd": np.random.default_rng(1).uniform(size=n)})
     count = parse_budget(budget, n)
-    selector = make_selector(name, **OPTIONS[name])
+    selector = make_selector(name, **options)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     chosen = selector.select(table, count, x)
@@ -63,9 +63,9 @@ def measure(name: str, n: int, budget: str, threads: int | None, queue) -> None:
     queue.put((seconds, peak_mb, len(chosen), count, getattr(selector, "stats_", {})))
 
 
-def run_one(name: str, n: int, budget: str, threads: int | None) -> tuple:
+def run_one(name: str, n: int, budget: str, threads: int | None) -> tuple:  # in a fresh process
     queue = mp.get_context("spawn").Queue()
-    process = mp.get_context("spawn").Process(target=measure, args=(name, n, budget, threads, queue))
+    process = mp.get_context("spawn").Process(target=measure, args=(name, n, budget, OPTIONS[name], threads, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -77,9 +77,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated record counts")
     parser.add_argument("--selectors", default=",".join(OPTIONS), help="comma-separated strategies")
     parser.add_argument("--budget", default="5%", help="count, fraction or percentage of each size")
+    parser.add_argument("--tau", type=float, default=0.9, help="deita's threshold (lower: more records rejected)")
     parser.add_argument("--threads", type=int, help="cap BLAS/OpenMP/faiss threads (default: the libraries' own)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    OPTIONS["deita"] = {"tau": args.tau}
     names = args.selectors.split(",")
     print(f"{DIM}-d clustered unit vectors ({CENTERS} centers), budget {args.budget}, "
           f"{mp.cpu_count()} CPU cores, threads {args.threads or 'default'}, "
