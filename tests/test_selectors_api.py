@@ -7,10 +7,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from sftpick import api, cli
 from sftpick.embeddings import embeddings_path, load_embeddings, save_embeddings
+from sftpick.selectors import parse_budget
 
 STRATEGIES = ["topk", "kcenter", "facility", "clusters", "deita"]
 OPTIONS = {"topk": {}, "kcenter": {}, "facility": {"neighbors": 5}, "clusters": {"clusters": 3}, "deita": {}}
@@ -185,3 +188,16 @@ def test_cli_refuses_an_option_of_another_strategy(tmp_path, scores_file, sample
 def test_run_accepts_every_option_of_select():
     select_options = set(inspect.signature(cli.select).parameters) - {"scores", "output"}
     assert select_options <= set(inspect.signature(cli.run).parameters)
+
+
+@settings(max_examples=20, deadline=None)
+@given(strategy=st.sampled_from(["kcenter", "facility", "clusters"]),
+       budget=st.one_of(st.integers(1, 60).map(str), st.integers(1, 100).map(lambda p: f"{p}%"),
+                        st.floats(0.01, 1).map(lambda f: f"{f:.3f}")))
+def test_budget_as_count_or_fraction_is_met_and_repeatable(strategy, budget):
+    table, x = synthetic(60, 6)
+    options = {"clusters": 3} if strategy == "clusters" else {}
+    first = api.select(table, budget, strategy=strategy, max_ifd=2, embeddings=x, **options)
+    again = api.select(table, budget, strategy=strategy, max_ifd=2, embeddings=x, **options)
+    assert len(first.rows) == parse_budget(budget, 60) == first.requested
+    assert first.rows.tolist() == again.rows.tolist() and not first.notes
