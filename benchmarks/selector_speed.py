@@ -6,7 +6,7 @@ cosine ≈ 0.5 and points of different clusters ≈ 0 (all-MiniLM-L6-v2 gives 38
 Scores are uniform random. Each (size, selector) runs in a fresh process; "peak MB" is the
 rise of that process's peak RSS during `select` (the vectors themselves excluded).
 
-    python benchmarks/selectors.py --sizes 10000,100000 --budget 5%
+    python benchmarks/selector_speed.py --sizes 10000,100000 --budget 5%
 """
 from __future__ import annotations
 
