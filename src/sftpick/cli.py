@@ -162,7 +162,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
         workers: Workers = 1):
-    """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl and manifest.json."""
+    """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
         workers=workers,
@@ -173,7 +173,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
     _print_counts(scored.counts, scored.rejects)
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "
-                  "rejects.jsonl, manifest.json)")
+                  "rejects.jsonl, manifest.json, report.html)")
 
 
 @app.command()
