@@ -18,17 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# This folder holds selectors.py, which would shadow the standard library's `selectors`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from sftpick.examples import to_example  # noqa: E402
-from sftpick.scorers.knn import KnnScorer, kth_neighbour_distance  # noqa: E402
-from sftpick.scorers.length import LengthScorer  # noqa: E402
-from sftpick.scorers.mtld import MTLDScorer  # noqa: E402
-from sftpick.scorers.reward import RewardScorer  # noqa: E402
-from sftpick.scorers.rule import load_rule  # noqa: E402
+from sftpick.examples import to_example
+from sftpick.scorers.knn import KnnScorer, kth_neighbour_distance
+from sftpick.scorers.length import LengthScorer
+from sftpick.scorers.mtld import MTLDScorer
+from sftpick.scorers.reward import RewardScorer
+from sftpick.scorers.rule import load_rule
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = ("alpaca-cherry-5pct.json", "gpteacher-roleplay.json", "gpteacher-toolformer.json", "gsm8k-train.json")
