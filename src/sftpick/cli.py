@@ -121,10 +121,10 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
     """Score every record; write one row per scored record and a rejects file."""
     scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
     result = scoring(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
-                       shard_size=shard_size, workers=workers,
-                       **_scorer_options(model, variant, template, max_length, device, dtype,
-                                         token_budget, trust_remote_code),
-                       **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
+                     shard_size=shard_size, workers=workers,
+                     **_scorer_options(model, variant, template, max_length, device, dtype,
+                                       token_budget, trust_remote_code),
+                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
     rejects = rejects or output.with_name(output.stem + ".rejects.jsonl")
     write_rejects(result.rejects, rejects)
     _print_counts(result.counts, result.rejects)
