@@ -210,10 +210,11 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     `manifest.json` under `output_dir`, and `report.html` from them."""
     started = time.perf_counter()
     out = Path(output_dir)
+    vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
     scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
-                   progress=progress, embeddings=embeddings_path(out / "scores.parquet"), **options)
+                   progress=progress, embeddings=vectors_file, **options)
     selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
-                       pool=pool, data=scored.dataset, embeddings=default_path(out / "scores.parquet"),
+                       pool=pool, data=scored.dataset, embeddings=vectors_file,
                        **(strategy_options or {}))
     chosen = np.isin(scored.table.column("row").to_numpy(), selection.rows)
     write_parquet(scored.table.append_column("selected", pa.array(chosen)), out / "scores.parquet")
