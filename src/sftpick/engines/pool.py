@@ -80,8 +80,12 @@ def _work(cls, params: dict, threads: int, tasks, results) -> None:
 
     torch.set_num_threads(threads)
     parent = os.getppid()
-    scorer = cls(**params)
-    scorer.setup()
+    try:
+        scorer = cls(**params)
+        scorer.setup()
+    except Exception as error:  # e.g. the model cannot load: the parent raises it, not "exit code 1"
+        results.put((None, error))
+        return
     while True:
         try:
             task = tasks.get(timeout=_POLL_SECONDS)

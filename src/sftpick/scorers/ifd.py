@@ -15,7 +15,8 @@ Two variants, as in the two reference repositories:
   ``ifd = exp(loss_cond) / exp(loss_direct)``.
 - ``cherry``: Alpaca template by default; the direct pass scores the response behind a
   masked ``### Response:`` prefix (truncated to `max_length - n_prompt_tokens + 4`);
-  ``ifd = loss_cond / loss_direct``.
+  ``ifd = loss_cond / loss_direct``, the ratio of mean losses that Cherry's released
+  ``data_by_IFD.py`` computes (its paper's Eq. 5), not of perplexities.
 
 IFD >= 1 means the instruction does not make the response easier to predict.
 """

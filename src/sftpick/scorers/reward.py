@@ -22,6 +22,7 @@ from . import register
 class RewardScorer:
     name = "reward"
     columns = ("reward",)
+    runs_a_model = True  # worth one process per core / GPU (engines/pool.py)
 
     def __init__(self, reward_model: str | None = None, *, device: str = "auto",
                  reward_batch_size: int = 8, reward_max_length: int | None = None,

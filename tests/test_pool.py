@@ -1,0 +1,35 @@
+"""Scoring in worker processes (engines/pool.py) gives the same table as one process, for
+each scorer that runs a model, with more shards than workers so that shards are shared out."""
+import numpy as np
+import pytest
+from tiny_reward import build_tiny_reward_model
+
+import sftpick
+from sftpick.engines.pool import worker_devices
+
+
+def _scored(path, **options):
+    result = sftpick.score(path, device="cpu", progress=False, shard_size=5, **options)
+    return result.table.to_pydict(), sorted((r.row, r.reason) for r in result.rejects)
+
+
+def test_ifd_in_two_workers_matches_one_process(real_records_path):
+    (one, one_rejects), (two, two_rejects) = (_scored(real_records_path, workers=n) for n in (1, 2))
+    assert two["row"] == one["row"] and two["id"] == one["id"]
+    np.testing.assert_allclose(two["ifd"], one["ifd"], rtol=1e-5)
+    np.testing.assert_allclose(two["loss_direct"], one["loss_direct"], rtol=1e-5)
+    assert two_rejects == one_rejects
+
+
+def test_reward_in_two_workers_matches_one_process(tmp_path, real_records_path):
+    folder = str(build_tiny_reward_model(tmp_path / "rm"))
+    (one, _), (two, _) = (_scored(real_records_path, scorers=["reward"], reward_model=folder, workers=n)
+                          for n in (1, 2))
+    assert two["row"] == one["row"] and len(one["row"]) == 26
+    np.testing.assert_allclose(two["reward"], one["reward"], atol=1e-5)
+    assert np.ptp(one["reward"]) > 0
+
+
+@pytest.mark.parametrize("device", ["cpu", "mps"])
+def test_workers_share_a_non_cuda_device(device):
+    assert worker_devices(device, 3) == [device] * 3
