@@ -1,16 +1,20 @@
 """Weak-vs-strong IFD consistency on real data (Superfiltering, Li et al., ACL 2024,
 arXiv 2402.00530: a weak model's IFD ranks data like a strong model's).
 
-    python scripts/consistency.py sample  --out .work/consistency/sample.jsonl
-    sftpick score .work/consistency/sample.jsonl -o .work/consistency/smollm2.parquet --model smollm2-135m --max-length 256
-    sftpick score .work/consistency/sample.jsonl -o .work/consistency/gemma3.parquet --model gemma3-270m --max-length 256
-    python scripts/consistency.py analyze .work/consistency/smollm2.parquet .work/consistency/gemma3.parquet \\
+`scripts/consistency.sh` runs the whole study; by hand:
+
+    python scripts/consistency.py sample --out .work/consistency/sample.jsonl --parts 4
+    sftpick score .work/consistency/sample-1.jsonl -o .work/consistency/smollm2-1.parquet --model smollm2-135m --max-length 128
+    sftpick score .work/consistency/sample-1.jsonl -o .work/consistency/gemma3-1.parquet --model gemma3-270m --max-length 128
+    (… parts 2-4 …)
+    python scripts/consistency.py analyze .work/consistency/smollm2 .work/consistency/gemma3 \\
         --sample .work/consistency/sample.jsonl --docs docs
 
 `sample` draws a fixed-seed sample from each source file in /work/shared/data and writes it as
-JSONL with an `id` (`<source>-<index in its file>`) and a `source` field, so the two score
-tables can be matched by id and reported per source. `analyze` compares them (overall and per
-source) with `sftpick.compare` and writes docs/consistency.json and docs/consistency.html.
+JSONL with an `id` (`<source>-<index in its file>`) and a `source` field (and in `--parts`
+seeded random parts), so the two score tables can be matched by id and reported per source.
+`analyze` compares them (overall and per source) with `sftpick.compare`, adds a bootstrap 95%
+interval for Spearman's rho, and writes docs/consistency.json and docs/consistency.png.
 """
 from __future__ import annotations
 
@@ -78,8 +82,19 @@ def analyze(weak: pa.Table, strong: pa.Table, sample: Path) -> dict:
             results[source] = compare(pick(weak), pick(strong), column="ifd", key="id").to_dict()
             x, y = matched_scores(pick(weak), pick(strong), "ifd", "id")
             results[source]["median_ifd"] = {"weak": float(np.median(x)), "strong": float(np.median(y))}
+            results[source]["spearman_95ci"] = spearman_interval(x, y)
+    results["all"]["spearman_95ci"] = spearman_interval(*matched_scores(weak, strong, "ifd", "id"))
     results["filter"] = _filter_agreement(weak, strong)
     return results
+
+
+def spearman_interval(x: np.ndarray, y: np.ndarray, resamples: int = 1000) -> list[float]:
+    """Percentile bootstrap 95% interval of Spearman's rho over records (seeded)."""
+    from scipy.stats import bootstrap, spearmanr
+
+    interval = bootstrap((x, y), lambda a, b: spearmanr(a, b).statistic, paired=True, vectorized=False,
+                         n_resamples=resamples, method="percentile", random_state=0).confidence_interval
+    return [round(float(interval.low), 3), round(float(interval.high), 3)]
 
 
 def _filter_agreement(weak: pa.Table, strong: pa.Table) -> dict:
@@ -144,6 +159,7 @@ def main() -> None:
                 overlap = " ".join(f"{k}={v:.3f}" for k, v in figures["top_overlap"].items())
                 medians = figures.get("median_ifd", {})
                 print(f"{name:22s} n={figures['n']:5d} spearman={figures['spearman']:.3f} "
+                      f"{figures['spearman_95ci']} "
                       f"kendall={figures['kendall']:.3f} top-overlap {overlap} median ifd {medians}")
         print("filter (IFD >= 1):", results["filter"])
 
