@@ -43,24 +43,37 @@ SOURCES = {
 }
 
 
-def build_sample(out: Path, per_source: int, seed: int, parts: int = 4, data: Path = DATA) -> int:
+def build_sample(out: Path, per_source: int, seed: int, parts: int = 4, top_up: int = 0,
+                 data: Path = DATA) -> int:
     """Write `per_source` records drawn with `seed` from each source to `out`, and the same
     records split into `parts` files (`out` with suffix -1, -2, …), each an equal random
-    share of every source, so that scoring part by part gives usable results early."""
+    share of every source, so that scoring part by part gives usable results early.
+    `top_up` more records per source, drawn after all the others (so the parts above do not
+    change), go to one more part: they replace the records a short `--max-length` rejects."""
     rng = random.Random(seed)
-    lines, split = [], [[] for _ in range(parts)]
+    lines, split = [], [[] for _ in range(parts + bool(top_up))]
+    chosen = {}
     for source, filename in SOURCES.items():
         records = json.loads((data / filename).read_text())
-        chosen = rng.sample(range(len(records)), per_source)  # random order: parts are random shares
-        for position, index in enumerate(chosen):
-            record = {"id": f"{source}-{index}", "source": source, **records[index]}
-            lines.append(json.dumps(record, ensure_ascii=False))
+        chosen[source] = rng.sample(range(len(records)), per_source)  # random order: parts are random shares
+        for position, index in enumerate(chosen[source]):
+            lines.append(_sample_line(source, index, records[index]))
             split[position % parts].append(lines[-1])
+    for source, filename in SOURCES.items() if top_up else ():
+        records = json.loads((data / filename).read_text())
+        rest = sorted(set(range(len(records))) - set(chosen[source]))
+        for index in rng.sample(rest, top_up):
+            lines.append(_sample_line(source, index, records[index]))
+            split[parts].append(lines[-1])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     for number, part in enumerate(split, start=1):
         out.with_name(f"{out.stem}-{number}{out.suffix}").write_text("\n".join(part) + "\n")
     return len(lines)
+
+
+def _sample_line(source: str, index: int, record: dict) -> str:
+    return json.dumps({"id": f"{source}-{index}", "source": source, **record}, ensure_ascii=False)
 
 
 def load_parts(stem: Path, parts: int) -> pa.Table | None:
@@ -104,7 +117,8 @@ def _filter_agreement(weak: pa.Table, strong: pa.Table) -> dict:
             "same_decision": float(np.mean((x >= 1) == (y >= 1)))}
 
 
-def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path) -> None:
+def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path,
+         labels: tuple[str, str] = ("SmolLM2-135M", "Gemma-3-270M")) -> None:
     """Rank-vs-rank scatter coloured by source, drawn by plotly and saved as PNG by headless Chromium."""
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
@@ -119,8 +133,8 @@ def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path) -> None:
     sources = np.array([source_of[ids[i]] for i in keep])
     fig = go.Figure([go.Scatter(x=x[sources == s], y=y[sources == s], mode="markers", name=s,
                                 marker=dict(size=4, opacity=0.6)) for s in SOURCES])
-    fig.update_layout(title=f"IFD rank (quantile), {len(keep)} records: SmolLM2-135M (weak) vs Gemma-3-270M (strong)",
-                      xaxis_title="SmolLM2-135M IFD quantile", yaxis_title="Gemma-3-270M IFD quantile",
+    fig.update_layout(title=f"IFD rank (quantile), {len(keep)} records: {labels[0]} vs {labels[1]}",
+                      xaxis_title=f"{labels[0]} IFD quantile", yaxis_title=f"{labels[1]} IFD quantile",
                       width=900, height=760, template="plotly_white")
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "plot.html"
@@ -140,20 +154,24 @@ def main() -> None:
     sample.add_argument("--per-source", type=int, default=500)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--parts", type=int, default=4)
+    sample.add_argument("--top-up", type=int, default=0, help="records per source in one extra part")
     report = commands.add_parser("analyze", help="compare the two models' scores, write figures and plot")
     report.add_argument("weak", type=Path, help="score table stem of the weak model (parts <stem>-N.parquet)")
     report.add_argument("strong", type=Path, help="score table stem of the strong model")
     report.add_argument("--sample", type=Path, default=Path(".work/consistency/sample.jsonl"))
     report.add_argument("--parts", type=int, default=4)
     report.add_argument("--docs", type=Path, default=Path("docs"))
+    report.add_argument("--name", default="consistency", help="output stem: DOCS/NAME.json and DOCS/NAME.png")
+    report.add_argument("--labels", nargs=2, default=["SmolLM2-135M (weak)", "Gemma-3-270M (strong)"],
+                        help="axis labels of the plot")
     args = parser.parse_args()
     if args.command == "sample":
-        print(f"{build_sample(args.out, args.per_source, args.seed, args.parts)} records -> {args.out}")
+        print(f"{build_sample(args.out, args.per_source, args.seed, args.parts, args.top_up)} records -> {args.out}")
     else:
         weak, strong = load_parts(args.weak, args.parts), load_parts(args.strong, args.parts)
         results = analyze(weak, strong, args.sample)
-        (args.docs / "consistency.json").write_text(json.dumps(results, indent=2) + "\n")
-        plot(weak, strong, args.sample, args.docs / "consistency.png")
+        (args.docs / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot(weak, strong, args.sample, args.docs / f"{args.name}.png", tuple(args.labels))
         for name, figures in results.items():
             if name != "filter":
                 overlap = " ".join(f"{k}={v:.3f}" for k, v in figures["top_overlap"].items())
