@@ -16,7 +16,8 @@ python scripts/consistency.py sample --out $W/sample.jsonl --per-source 500 --se
 export OMP_NUM_THREADS=1
 score_parts() {  # $1 output stem, $2 model; all parts of a model share one score cache
   for n in $PARTS; do
-    [ -e $W/$1-$n.parquet.cache ] || ln -s $1.parquet.cache $W/$1-$n.parquet.cache
+    mkdir -p $W/$1.parquet.cache
+    [ -e $W/$1-$n.parquet.cache ] || ln -sfn $1.parquet.cache $W/$1-$n.parquet.cache
     sftpick score $W/sample-$n.jsonl -o $W/$1-$n.parquet --model $2 --max-length $MAX_LENGTH --no-progress
   done
 }

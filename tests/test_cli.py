@@ -80,3 +80,10 @@ def test_errors_are_one_line_and_exit_2(tmp_path, mixed_jsonl, args, message):
     assert "Traceback" not in result.stderr
     assert message in " ".join(result.stderr.split())
     assert result.stderr.strip().startswith("error:")
+
+
+def test_an_unusable_output_path_is_one_line_and_exit_2(tmp_path, mixed_jsonl):
+    (tmp_path / "x.parquet.cache").write_text("a file where the resume cache folder should go")
+    result = sftpick("score", mixed_jsonl, "-o", tmp_path / "x.parquet", "--device", "cpu", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:") and "x.parquet.cache" in result.stderr

@@ -64,7 +64,7 @@ def _clean_errors(command):
         try:
             return command(*args, **kwargs)
         except (UnreadableInput, UnknownFormat, InvalidRecord, ModelNotFoundError, ValueError,
-                FileNotFoundError) as error:
+                OSError) as error:  # OSError: a path that is missing, a file, unwritable…
             console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
