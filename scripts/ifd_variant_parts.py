@@ -17,25 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from sftpick.compare import compare
+from consistency import analyze  # scripts/consistency.py: overall and per-source agreement
 
 
 def ifd_table(table: pa.Table, ratio_of: str) -> pa.Table:
     cond, direct = table.column("loss_cond").to_numpy(), table.column("loss_direct").to_numpy()
     ifd = np.exp(cond - direct) if ratio_of == "perplexities" else cond / direct
     return pa.table({"id": table.column("id"), "ifd": ifd})
-
-
-def agreement(a: pa.Table, b: pa.Table, source_of: dict[str, str]) -> dict:
-    result = {"all": compare(a, b, column="ifd", key="id").to_dict()}
-    for source in sorted(set(source_of.values())):
-        ids = pa.array([i for i in a.column("id").to_pylist() if source_of[i] == source])
-        pick = lambda t: t.filter(pc.is_in(t.column("id"), value_set=ids))  # noqa: E731
-        result[source] = compare(pick(a), pick(b), column="ifd", key="id").to_dict()
-    return result
 
 
 def main() -> None:
@@ -45,12 +34,13 @@ def main() -> None:
     parser.add_argument("--sample", type=Path, required=True, help="JSONL with each record's id and source")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    source_of = {json.loads(line)["id"]: json.loads(line)["source"] for line in args.sample.read_text().splitlines()}
     plain, cherry = pq.read_table(args.superfiltering), pq.read_table(args.cherry)
-    results = {"prefix only": agreement(ifd_table(plain, "perplexities"), ifd_table(cherry, "perplexities"), source_of),
-               "ratio only": agreement(ifd_table(cherry, "perplexities"), ifd_table(cherry, "losses"), source_of)}
+    results = {"prefix only": analyze(ifd_table(plain, "perplexities"), ifd_table(cherry, "perplexities"), args.sample),
+               "ratio only": analyze(ifd_table(cherry, "perplexities"), ifd_table(cherry, "losses"), args.sample)}
     for part, groups in results.items():
         for group, figures in groups.items():
+            if group == "filter":
+                continue
             overlap = " ".join(f"{k}={v:.2f}" for k, v in figures["top_overlap"].items())
             print(f"{part:12s} {group:22s} n={figures['n']:4d} spearman={figures['spearman']:.3f} top-overlap {overlap}")
     if args.json:
