@@ -33,8 +33,8 @@ Dtype = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on CUDA) | flo
 TokenBudget = Annotated[Optional[int], typer.Option(help="Tokens per batch (default: 1024 CPU, 16384 CUDA).")]
 TrustRemoteCode = Annotated[bool, typer.Option(help="Allow model code from the hub to run (off by default).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
-Workers = Annotated[int, typer.Option(help="Scoring processes: on CPU 2 one-thread workers beat one two-thread "
-                                           "process; on CUDA one per GPU.")]
+Workers = Annotated[int, typer.Option(help="Scoring processes, each with its own model: on CUDA one per GPU; on "
+                                           "CPU one process using every thread was faster (benchmarks/README.md).")]
 Budget = Annotated[str, typer.Option(help="Records to keep: a count (2000), fraction (0.05) or percentage (5%).")]
 By = Annotated[str, typer.Option(help="Score column to rank by.")]
 Ascending = Annotated[bool, typer.Option(help="Lower is better (default: higher is better).")]

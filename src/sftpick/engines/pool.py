@@ -1,10 +1,10 @@
 """Score shards in several worker processes, each with its own copy of the scorer.
 
-On CPU, two 1-thread processes keep the cores busier than one 2-thread process (the
-small per-layer ops of a 135M model do not parallelise well); with several GPUs each worker
-takes one device, so a multi-GPU machine needs no hand-split files. Workers take shards from
-one queue (so a slow shard does not hold the others back) and send results to the parent,
-which alone writes the resume cache.
+With several GPUs each worker takes one device, so a multi-GPU machine needs no hand-split
+files. On CPU the threads are split between the workers; on a 2-core CPU two 1-thread
+workers ran at 0.83x of one 2-thread process (benchmarks/README.md), so CPU runs default
+to one. Workers take shards from one queue (so a slow shard does not hold the others back)
+and send results to the parent, which alone writes the resume cache.
 """
 from __future__ import annotations
 
