@@ -2,7 +2,7 @@
 # Reproduces docs/template-sensitivity.md: how much the prompt template and the IFD variant
 # move SmolLM2-135M's IFD ranking. Scores part 1 of the consistency sample (500 records, 125
 # per source) four ways, two jobs side by side (one thread each; resumable: run it again to
-# continue), then compares each way with the plain `--template none` run.
+# continue), then compares the runs that differ in one thing: the template, or the variant.
 set -e
 cd "$(dirname "$0")/.."
 W=.work/templates
