@@ -91,13 +91,14 @@ def analyze(weak: pa.Table, strong: pa.Table, sample: Path) -> dict:
     for source in SOURCES:
         ids = pa.array([i for i in both if source_of[i] == source])
         if len(ids) >= 2:
-            pick = lambda t: t.filter(pc.is_in(t.column("id"), value_set=ids))  # noqa: E731
-            results[source] = compare(pick(weak), pick(strong), column="ifd", key="id").to_dict()
-            x, y = matched_scores(pick(weak), pick(strong), "ifd", "id")
+            weak_part, strong_part = (t.filter(pc.is_in(t.column("id"), value_set=ids)) for t in (weak, strong))
+            results[source] = compare(weak_part, strong_part, column="ifd", key="id").to_dict()
+            x, y = matched_scores(weak_part, strong_part, "ifd", "id")
             results[source]["median_ifd"] = {"weak": float(np.median(x)), "strong": float(np.median(y))}
             results[source]["spearman_95ci"] = spearman_interval(x, y)
-    results["all"]["spearman_95ci"] = spearman_interval(*matched_scores(weak, strong, "ifd", "id"))
-    results["filter"] = _filter_agreement(weak, strong)
+    x, y = matched_scores(weak, strong, "ifd", "id")
+    results["all"]["spearman_95ci"] = spearman_interval(x, y)
+    results["filter"] = _filter_agreement(x, y)
     return results
 
 
@@ -110,9 +111,8 @@ def spearman_interval(x: np.ndarray, y: np.ndarray, resamples: int = 1000) -> li
     return [round(float(interval.low), 3), round(float(interval.high), 3)]
 
 
-def _filter_agreement(weak: pa.Table, strong: pa.Table) -> dict:
+def _filter_agreement(x: np.ndarray, y: np.ndarray) -> dict:
     """How often the two models agree on Superfiltering's first step, dropping IFD >= 1."""
-    x, y = matched_scores(weak, strong, "ifd", "id")
     return {"n": len(x), "weak_ifd_ge_1": int((x >= 1).sum()), "strong_ifd_ge_1": int((y >= 1).sum()),
             "same_decision": float(np.mean((x >= 1) == (y >= 1)))}
 
