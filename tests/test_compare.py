@@ -35,12 +35,26 @@ def test_compare_matches_rows_by_id_whatever_their_order():
     assert result.kendall == pytest.approx(1.0)
 
 
-def test_compare_falls_back_to_row_when_ids_repeat():
-    a = _table(["same", "same", "x"], [1.0, 2.0, 3.0])
-    b = _table(["same", "same", "x"], [3.0, 2.0, 1.0])
-    result = compare(a, b)
-    assert result.key == "row"
+def test_compare_matches_by_content_when_ids_repeat():
+    a = _table(["same", "same", "x"], [1.0, 2.0, 3.0]).append_column("content_hash", pa.array(["h1", "h2", "h3"]))
+    b = _table(["same", "same", "x"], [1.0, 2.0, 3.0]).append_column("content_hash", pa.array(["h3", "h2", "h1"]))
+    result = compare(a, b)  # b holds the same records in another order: position would give rho = 1
+    assert result.key == "content_hash"
     assert result.spearman == pytest.approx(-1.0)
+
+
+def test_compare_never_matches_by_position():
+    a = _table(["same", "same", "x"], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="cannot match rows: ids are not unique"):
+        compare(a, a)
+
+
+def test_compare_refuses_tables_of_different_data():
+    a = _table([f"a{i}" for i in range(10)], np.arange(10.0))
+    b = _table([f"a{i}" for i in range(4)] + [f"b{i}" for i in range(6)], np.arange(10.0))
+    with pytest.raises(ValueError, match=r"only 4 rows of A \(10\) and B \(10\) match by 'id'"):
+        compare(a, b, key="id")
+    assert compare(a, _table([f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)], np.arange(10.0))).n == 5
 
 
 def test_compare_leaves_out_nan_scores():
@@ -72,8 +86,8 @@ def test_compare_names_a_missing_column():
 
 
 def test_compare_needs_two_matching_rows():
-    with pytest.raises(ValueError, match="only 0 row"):
-        compare(_table(["a", "b"], [1.0, 2.0]), _table(["c", "d"], [1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"only 1 row\(s\) match by 'id'"):
+        compare(_table(["a", "b"], [1.0, 2.0]), _table(["a", "d"], [1.0, 2.0]))
 
 
 def test_cli_compare_prints_and_writes_json(tmp_path):

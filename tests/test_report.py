@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory, real_records_path):
 
 def test_run_writes_the_report_and_lists_it(run_dir):
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["outputs"]["report"] == "report.html"
+    assert manifest["outputs"]["report"] == {"file": "report.html"}
     page = (run_dir / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert "<script src" not in page and "<link" not in page  # plotly.js inlined, nothing fetched
@@ -78,7 +78,7 @@ def test_report_without_the_input_file_says_so(run_dir, tmp_path):
     manifest["input"]["path"] = str(tmp_path / "gone.jsonl")
     (copy / "manifest.json").write_text(json.dumps(manifest))
     page = build_report(copy).read_text()
-    assert "record texts are not shown: the input file cannot be read" in page
+    assert f"record texts are not shown: the input file {tmp_path / 'gone.jsonl'} is gone" in page
     assert "text not available" in page
 
 

@@ -219,7 +219,14 @@ def test_take_by_quota_takes_the_best_of_each_cluster():
 
 def test_clusters_rejects_more_clusters_than_records():
     with pytest.raises(ValueError, match="clusters=100 should be between 1 and the 20 records"):
-        make_selector("clusters").select(score_table(20), 5, unit_vectors(20))
+        make_selector("clusters", clusters=100).select(score_table(20), 5, unit_vectors(20))
+
+
+@pytest.mark.parametrize(("n", "expected"), [(5, 1), (60, 6), (999, 99), (5000, 100)])
+def test_clusters_default_follows_the_pool(n, expected):
+    selector = make_selector("clusters")
+    selector.select(score_table(n), min(n, 5), unit_vectors(n))
+    assert selector.stats_["clusters"] == expected
 
 
 def test_clusters_rejects_an_unknown_quota():

@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_examples
-from .io import Dataset, Reject, atomic_write, read_dataset, write_parquet, write_rejects, write_subset
+from .io import (Dataset, Reject, atomic_write, output_lock, read_dataset, remove_stale_temps, write_parquet,
+                 write_rejects, write_subset)
+from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
 from .scorers.knn import save_table_embeddings
@@ -67,7 +69,9 @@ def build_scorers(names: list[str], options: dict) -> list[Scorer]:
             raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}, ppl, knn_K")
         accepted = inspect.signature(SCORERS[name]).parameters
         given = {k: v for k, v in options.items() if k in accepted and v is not None}
-        scorers.append(make_scorer(name, **{**given, **extra}))
+        scorer = make_scorer(name, **{**given, **extra})
+        scorer.check()
+        scorers.append(scorer)
     return scorers
 
 
@@ -81,21 +85,54 @@ def _scorer_alias(name: str) -> tuple[str, dict]:
 def score(data: str | Path, output: str | Path | None = None, *, scorers: list[str] | None = None,
           fmt: str | None = None, strict: bool = False, cache_dir: str | Path | None = None,
           progress: bool = True, embeddings: str | Path | None = None, shard_size: int = 64,
-          workers: int = 1, **options) -> ScoreResult:
-    """Score every record of `data`; writes the table to `output` (Parquet) when given, and
-    the kNN scorer's vectors to `embeddings` (default: `embeddings_path(output)`).
+          workers: int = 1, run_id: str | None = None, rejects: str | Path | None = None,
+          **options) -> ScoreResult:
+    """Score every record of `data`; writes the table to `output` (Parquet) when given, the
+    rejects to `rejects` (default: `X.rejects.jsonl` beside `X.parquet`) and the kNN scorer's
+    vectors to `embeddings` (default: `embeddings_path(output)`), under a lock on `output`.
 
     `options` go to the scorers that accept them: model, variant, template, max_length,
-    device, dtype, token_budget, trust_remote_code, …
+    device, dtype, token_budget, trust_remote_code, … Every option is checked before the
+    data is read or a model loads.
     """
-    dataset = read_dataset(data, fmt, strict=strict)
+    _check_positive(shard_size=shard_size, workers=workers)
     built = build_scorers(list(scorers or ["ifd"]), options)
+    if output is None:
+        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+    output = Path(output)
+    with output_lock(output.with_name(f".{output.name}.lock")):
+        cache_dir = Path(cache_dir) if cache_dir else Path(str(output) + ".cache")
+        _remove_stale_temps(output.parent, output.name, cache_dir)
+        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+        write_rejects(result.rejects, rejects or rejects_path(output))
+        return result
+
+
+def rejects_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".rejects.jsonl")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} should be a whole number >= 1")
+
+
+def _remove_stale_temps(folder: Path, name: str, cache_dir: Path | None) -> None:
+    """What a killed earlier writer of this output left behind (call under its lock)."""
+    remove_stale_temps(folder, name)
+    for shard_dir in cache_dir.glob("*/") if cache_dir and cache_dir.is_dir() else []:
+        remove_stale_temps(shard_dir)
+
+
+def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_dir, progress, embeddings,
+           shard_size: int, workers: int, run_id: str | None) -> ScoreResult:
+    dataset = read_dataset(data, fmt, strict=strict)
     derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
-    if cache_dir is None and output is not None:
-        cache_dir = Path(str(output) + ".cache")
     columns, score_rejects, timings = score_examples(
         dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
         source=str(dataset.path), progress=progress, shard_size=shard_size, workers=workers)
@@ -106,6 +143,7 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
         raise ValueError(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
     table = pa.table({name: pa.array(list(values) if values.dtype == object else values)
                       for name, values in columns.items()})
+    table = stamp(table, dataset, run_id or new_run_id())
     result = ScoreResult(table, dataset, dataset.rejects + score_rejects,
                          [s.config() for s in built], timings)
     if output is not None:
@@ -126,19 +164,26 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     from: quality first, then diversity. Strategies that need embeddings read them from
     `embeddings` (vectors aligned with the table, or a file; default: beside `scores`), or
     compute them from `data` and save them there."""
-    table = pq.read_table(scores) if isinstance(scores, (str, Path)) else scores
+    strategy_options = {k: v for k, v in strategy_options.items() if v is not None}
+    check_strategy(strategy, strategy_options)
+    table = check_scores_file(scores) if isinstance(scores, (str, Path)) else scores
     if by not in table.column_names:
         raise ValueError(f"by={by!r} is not a column of the scores; columns: {', '.join(table.column_names)}")
-    if strategy not in SELECTORS:
-        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(sorted(SELECTORS))}")
+    if table.num_rows == 0:
+        raise ValueError("the scores hold no record (every input record was rejected; the rejects file "
+                         "says why): nothing to select")
     if max_ifd is None and by == "ifd":
         max_ifd = DEFAULT_MAX_IFD
-    requested = parse_budget(budget, table.num_rows) if table.num_rows else 0
-    strategy_options = {k: v for k, v in strategy_options.items() if v is not None}
+    requested = parse_budget(budget, table.num_rows)
     pool_count = None if pool is None else parse_budget(pool, table.num_rows)
     if pool_count is not None and pool_count < requested:
         raise ValueError(f"pool={pool!r} keeps {pool_count} records, fewer than the budget of {requested}")
-    vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, data, embeddings)
+    dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
+    notes = []
+    if dataset is not None:
+        table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
+        notes += [note] if note else []
+    vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, dataset, embeddings)
     filtered, dropped = _filter(table, max_ifd)
     candidates = filtered
     if pool_count is not None:
@@ -148,7 +193,7 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     chosen = selector.select(table.take(candidates), min(requested, len(candidates)),
                              _rows_of(vectors, candidates)) if len(candidates) else np.array([], int)
     rows = np.sort(table.column("row").to_numpy()[candidates[chosen]])
-    notes = list(getattr(selector, "notes_", []))
+    notes += list(getattr(selector, "notes_", []))
     pool = pool if pool is None else str(pool)
     if len(filtered) < requested:
         notes.append(f"selected {len(rows)} of the {requested} asked for: "
@@ -163,16 +208,22 @@ def _rows_of(vectors: np.ndarray | None, positions: np.ndarray) -> np.ndarray | 
     return vectors if vectors is None or len(positions) == len(vectors) else vectors[positions]
 
 
-def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, data, embeddings
-                     ) -> tuple[np.ndarray | None, dict]:
-    """Check the strategy's options; return the vectors it needs (None if it needs none)
-    and its constructor options (a k-center `seed_set` file becomes `centers`)."""
-    accepted = set(inspect.signature(SELECTORS[strategy]).parameters) - {"by", "ascending", "centers"}
-    accepted |= {"seed_set"} if "centers" in inspect.signature(SELECTORS[strategy]).parameters else set()
+def check_strategy(strategy: str, options: dict) -> None:
+    """The strategy exists and takes every option given; nothing is read or loaded."""
+    if strategy not in SELECTORS:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(sorted(SELECTORS))}")
+    parameters = inspect.signature(SELECTORS[strategy]).parameters
+    accepted = set(parameters) - {"by", "ascending", "centers"} | ({"seed_set"} if "centers" in parameters else set())
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(f"option {', '.join(unknown)} does not apply to strategy {strategy!r} "
                          f"(it takes: {', '.join(sorted(accepted)) or 'no options'})")
+
+
+def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, dataset: Dataset | None,
+                     embeddings) -> tuple[np.ndarray | None, dict]:
+    """The vectors the strategy needs (None if it needs none) and its constructor options
+    (a k-center `seed_set` file becomes `centers`); no option validation."""
     if not getattr(SELECTORS[strategy], "needs_embeddings", False):
         return None, options
     if isinstance(embeddings, np.ndarray):
@@ -181,7 +232,6 @@ def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, data
                              "rows of the scores (expected one vector per row, in table order)")
         vectors, meta = embeddings, {}
     else:
-        dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
         path = Path(embeddings) if embeddings is not None else default_path(scores)
         vectors, meta = table_vectors(table, path, dataset.examples if dataset else None, strategy)
     options = dict(options)
@@ -210,30 +260,52 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     `manifest.json` under `output_dir`, and `report.html` from them."""
     started = time.perf_counter()
     out = Path(output_dir)
-    vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
-    scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
-                   progress=progress, embeddings=vectors_file, **options)
-    selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
-                       pool=pool, data=scored.dataset, embeddings=vectors_file,
-                       **(strategy_options or {}))
-    chosen = np.isin(scored.table.column("row").to_numpy(), selection.rows)
-    write_parquet(scored.table.append_column("selected", pa.array(chosen)), out / "scores.parquet")
-    subset_path = out / f"selected{scored.dataset.path.suffix}"
-    write_subset(scored.dataset, selection.rows, subset_path)
-    write_rejects(scored.rejects, out / "rejects.jsonl")
-    manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started,
-                              outputs={"scores": "scores.parquet", "subset": subset_path.name,
-                                       "rejects": "rejects.jsonl", "report": "report.html"})
-    atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
-    build_report(out)
+    strategy_options = {k: v for k, v in (strategy_options or {}).items() if v is not None}
+    _check_run_options(scorers, options, by, budget, pool, strategy, strategy_options)
+    run_id = new_run_id()
+    with output_lock(out / ".lock"):
+        _remove_stale_temps(out, "", out / "cache")
+        vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
+        scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
+                       progress=progress, embeddings=vectors_file, run_id=run_id, **options)
+        (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
+        write_rejects(scored.rejects, out / "rejects.jsonl")
+        selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
+                           pool=pool, data=scored.dataset, embeddings=vectors_file, **strategy_options)
+        chosen = pa.array(np.isin(scored.table.column("row").to_numpy(), selection.rows))
+        write_parquet(stamp(scored.table.append_column("selected", chosen), scored.dataset, run_id, manifest=True),
+                      out / "scores.parquet")
+        subset_path = out / f"selected{scored.dataset.path.suffix}"
+        write_subset(scored.dataset, selection.rows, subset_path)
+        outputs = vouch(out, {"scores": "scores.parquet", "subset": subset_path.name,
+                              "rejects": "rejects.jsonl", "report": "report.html"})
+        manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started, outputs=outputs,
+                                  run_id=run_id)
+        build_report(out, manifest=manifest)
+        atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))  # last: it vouches for the rest
     return scored, selection
 
 
-def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds: float, outputs: dict) -> dict:
+def _check_run_options(scorers: list[str] | None, options: dict, by: str, budget, pool, strategy: str,
+                       strategy_options: dict) -> None:
+    """Everything `run` can check before it scores: scorer options, the ranking column,
+    the budget's and pool's form, the strategy and its options."""
+    columns = [c for s in build_scorers(list(scorers or ["ifd"]), options) for c in s.columns]
+    if by not in columns:
+        raise ValueError(f"by={by!r} is not a column the scorers make; they make: {', '.join(columns)}")
+    for value in (budget, pool):
+        if value is not None:
+            parse_budget(value, 1)
+    check_strategy(strategy, strategy_options)
+
+
+def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds: float, outputs: dict,
+                   run_id: str | None = None) -> dict:
     """Everything needed to trace the outputs to the data, models and settings that made them."""
     reasons = Counter(reason_kind(r.reason) for r in scored.rejects)
     manifest = {
         "sftpick_version": __version__,
+        "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
         "input": {"path": str(scored.dataset.path.resolve()), "sha256": scored.dataset.sha256,

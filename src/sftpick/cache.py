@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_write
+from .io import atomic_write, write_parquet
 
 KEY = "content_hash"
 
@@ -44,10 +43,7 @@ class ShardStore:
 
     def save(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
         table = pa.table({KEY: keys, **{name: _arrow(values) for name, values in columns.items()}})
-        final = self.dir / f"shard-{uuid.uuid4().hex}.parquet"
-        tmp = self.dir / f".{final.name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
+        write_parquet(table, self.dir / f"shard-{uuid.uuid4().hex}.parquet")
 
 
 def _arrow(values: np.ndarray) -> pa.Array:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,15 +11,16 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import api
 from .examples import InvalidRecord, UnknownFormat
-from .io import UnreadableInput, atomic_write, read_dataset, write_rejects, write_subset
+from .io import OutputLocked, UnreadableInput, atomic_write, read_dataset, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Assess and select instruction-tuning (SFT) data.")
-console = Console(stderr=True)
+console = Console(stderr=True, markup=False, highlight=False)  # paths and record text may hold "[": never markup
 
 Data = Annotated[Path, typer.Argument(help="Input records: .json (array), .jsonl or .parquet.")]
 Format = Annotated[Optional[str], typer.Option("--format", help="alpaca | sharegpt | openai (default: detect).")]
@@ -44,7 +46,8 @@ Pool = Annotated[Optional[str], typer.Option(help="Let the strategy choose among
                                              "(count, fraction or %), e.g. --pool 20% --strategy kcenter.")]
 Tau = Annotated[Optional[float], typer.Option(help="deita: keep a record only if its cosine similarity to every "
                                               "kept one is below this (default 0.9).")]
-Clusters = Annotated[Optional[int], typer.Option(help="clusters: number of k-means clusters (default 100).")]
+Clusters = Annotated[Optional[int], typer.Option(help="clusters: number of k-means clusters (default 100, or one per "
+                                                     "10 records for a pool under 1,000).")]
 Quota = Annotated[Optional[str], typer.Option(help="clusters: per-cluster quota, proportional | equal (default proportional).")]
 Neighbors = Annotated[Optional[int], typer.Option(help="facility: nearest neighbours per record in the similarity graph (default 10).")]
 Seed = Annotated[Optional[int], typer.Option(help="clusters, facility: random seed of k-means (default 0).")]
@@ -54,18 +57,23 @@ RewardModel = Annotated[Optional[str], typer.Option(help="Reward model for `rewa
 Embedder = Annotated[str, typer.Option(help="Sentence-transformers model for `knn_K`: all-minilm-l6-v2 (embedded), hub id or path.")]
 EmbedText = Annotated[str, typer.Option(help="Text embedded for `knn_K`: whole | instruction.")]
 KnnIndex = Annotated[str, typer.Option(help="kNN search: exact | hnsw | ivf (approximate; recall@k printed).")]
+Offline = Annotated[bool, typer.Option(help="Never reach the network: hub models must be in the local cache "
+                                             "(same as HF_HUB_OFFLINE=1).")]
 RuleFile = Annotated[Optional[Path], typer.Option(help="Rule file (JSON) for `rule` (default: the paper's rule).")]
 
 
 def _clean_errors(command):
-    """Known failures become one line on stderr and exit code 2, not a traceback."""
+    """Known failures become one line on stderr and exit code 2, not a traceback. `offline`
+    (where the command has it) is put into the environment before anything loads."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        if kwargs.get("offline"):
+            os.environ["HF_HUB_OFFLINE"] = "1"
         try:
             return command(*args, **kwargs)
-        except (UnreadableInput, UnknownFormat, InvalidRecord, ModelNotFoundError, ValueError,
+        except (UnreadableInput, UnknownFormat, InvalidRecord, ModelNotFoundError, OutputLocked, ValueError,
                 OSError) as error:  # OSError: a path that is missing, a file, unwritable…
-            console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
 
@@ -117,16 +125,16 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           workers: Workers = 1,
           proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
           check: Annotated[int, typer.Option(help="Records sampled (seed 0) for the --proxy check.")] = 500,
-          min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None):
+          min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None,
+          offline: Offline = False):
     """Score every record; write one row per scored record and a rejects file."""
     scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
+    rejects = rejects or api.rejects_path(output)
     result = scoring(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
-                     shard_size=shard_size, workers=workers,
+                     shard_size=shard_size, workers=workers, rejects=rejects,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
                      **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
-    rejects = rejects or output.with_name(output.stem + ".rejects.jsonl")
-    write_rejects(result.rejects, rejects)
     _print_counts(result.counts, result.rejects)
     console.print(f"scores: {output}\nrejects: {rejects}")
 
@@ -161,7 +169,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
-        workers: Workers = 1):
+        workers: Workers = 1, offline: Offline = False):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
@@ -188,7 +196,7 @@ def compare(a: Annotated[Path, typer.Argument(help="First scores table (.parquet
     from .io import atomic_write
 
     agreement = compare_tables(a, b, column=column, ascending=ascending)
-    Console().print("\n".join(agreement.lines()), highlight=False)
+    Console(markup=False, highlight=False).print("\n".join(agreement.lines()))
     if json_path:
         atomic_write(json_path, json.dumps(agreement.to_dict(), indent=2))
         console.print(f"json: {json_path}", highlight=False)
@@ -209,7 +217,7 @@ def assess(data: Data, json_path: Annotated[Optional[Path], typer.Option("--json
            indicators: Annotated[str, typer.Option(help="Extra scorers, comma-separated (e.g. ppl).")] = "",
            model: Model = DEFAULT_LM, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
            embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
-           device: Device = "auto", fmt: Format = None, progress: Progress = True):
+           device: Device = "auto", fmt: Format = None, progress: Progress = True, offline: Offline = False):
     """Dataset-level indicators (mean, spread) and the Instruction Mining rule's loss estimate."""
     from .assess import assess as assess_data
 
@@ -273,7 +281,7 @@ def _print_selection(selection: api.Selection) -> None:
         console.print(f"dropped before ranking: {n} ({reason})", highlight=False)
     console.print(f"selected: {len(selection.rows)} of {selection.requested} asked for", highlight=False)
     for note in selection.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(Text("note: ", style="yellow") + Text(note))
     if selection.stats:
         console.print("strategy: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in selection.stats.items()), highlight=False)
@@ -285,13 +293,13 @@ def _print_assessment(report: dict) -> None:
         table.add_column(column)
     for name, stats in report["indicators"].items():
         if stats.get("missing"):
-            table.add_row(name, "[yellow]missing[/]", stats["reason"])
+            table.add_row(name, Text("missing", style="yellow"), stats["reason"])
         else:
             table.add_row(name, str(stats["n"]), *(f"{stats[k]:.4g}" for k in ("mean", "std", "p10", "median", "p90")))
     console.print(table)
     rule = report["rule"]
     if rule["estimate"] is None:
-        console.print(f"rule estimate ({rule['target']}): [yellow]missing[/], no value for "
+        console.print(f"rule estimate ({rule['target']}): missing, no value for "
                       f"{', '.join(rule['missing'])}", highlight=False)
     else:
         console.print(f"rule estimate ({rule['target']}): {rule['estimate']:.4f}", highlight=False)

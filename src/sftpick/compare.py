@@ -15,8 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
 
+from .provenance import HASH
+
 TOP_FRACTIONS = (0.05, 0.10, 0.15)
-KEYS = ("id", "row")
+KEYS = ("id", HASH, "row")
 
 
 @dataclass
@@ -49,8 +51,10 @@ class Agreement:
 def compare(a: pa.Table | str | Path, b: pa.Table | str | Path, *, column: str = "ifd",
             key: str | None = None, ascending: bool = False,
             fractions: tuple[float, ...] = TOP_FRACTIONS) -> Agreement:
-    """Match rows of `a` and `b` by `key` (default: `id` when unique in both, else `row`)
-    and measure how alike `column` ranks them. Rows with a missing or non-finite score in
+    """Match rows of `a` and `b` by `key` (default: `id` when it is unique in both tables and
+    matches at least half their rows, else the records' `content_hash`; never by position)
+    and measure how alike `column` ranks them. Fewer than half the rows matched is an error:
+    the tables are not scores of the same data. Rows with a missing or non-finite score in
     either table are left out. `ascending=True` means lower is better (the top p% are the
     lowest)."""
     a, b = _table(a), _table(b)
@@ -60,6 +64,10 @@ def compare(a: pa.Table | str | Path, b: pa.Table | str | Path, *, column: str =
     key = key or _default_key(a, b)
     if key not in a.column_names or key not in b.column_names:
         raise ValueError(f"key={key!r} is not a column of both tables; expected one of {', '.join(KEYS)}")
+    shared = _shared(a, b, key)
+    if shared < min(a.num_rows, b.num_rows) / 2:
+        raise ValueError(f"only {shared} rows of A ({a.num_rows}) and B ({b.num_rows}) match by {key!r}: "
+                         "they are not scores of the same data")
     x, y = matched_scores(a, b, column, key)
     if len(x) < 2:
         raise ValueError(f"only {len(x)} row(s) match by {key!r} with a finite {column!r} in both tables; need >= 2")
@@ -89,10 +97,17 @@ def top_overlap(x: np.ndarray, y: np.ndarray, fraction: float, *, ascending: boo
 
 
 def _default_key(a: pa.Table, b: pa.Table) -> str:
-    for key in KEYS:
-        if key in a.column_names and key in b.column_names and _unique(a, key) and _unique(b, key):
-            return key
-    raise ValueError("cannot match rows: neither 'id' nor 'row' is a unique column of both tables")
+    if all("id" in t.column_names and _unique(t, "id") for t in (a, b)) and \
+            _shared(a, b, "id") >= min(a.num_rows, b.num_rows) / 2:
+        return "id"
+    if HASH in a.column_names and HASH in b.column_names:
+        return HASH
+    raise ValueError("cannot match rows: ids are not unique and shared by both tables, and the tables hold no "
+                     f"{HASH!r} column (score them again with this sftpick to match by content)")
+
+
+def _shared(a: pa.Table, b: pa.Table, key: str) -> int:
+    return len(set(a.column(key).to_pylist()) & set(b.column(key).to_pylist()))
 
 
 def _unique(table: pa.Table, key: str) -> bool:

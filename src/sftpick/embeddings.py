@@ -7,7 +7,6 @@ schema metadata), so later selectors reuse them and no pickle is ever loaded.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .examples import Example
+from .io import write_parquet
 from .models import DEFAULT_EMBEDDER, load_embedder
 
 EMBED_TEXTS = ("whole", "instruction")
@@ -55,12 +55,7 @@ def save_embeddings(path: str | Path, rows: np.ndarray, vectors: np.ndarray, met
     flat = pa.array(vectors.reshape(-1))
     column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
     table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)), "vector": column})
-    table = table.replace_schema_metadata({"sftpick": json.dumps(meta, default=str)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_parquet(table.replace_schema_metadata({"sftpick": json.dumps(meta, default=str)}), path)
 
 
 def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -3,10 +3,12 @@ format (records byte-for-byte as they came for JSON/JSONL), rejects with their r
 atomic writes so an interrupted run never leaves a half-written file."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -17,6 +19,7 @@ from .examples import Example, InvalidRecord, UnknownFormat, detect_format, to_e
 
 KINDS = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 _DETECT_WINDOW = 100  # records looked at to detect the format
+TMP_SUFFIX = ".tmp"  # every temporary output file ends so, and starts with "."
 
 
 class UnreadableInput(RuntimeError):
@@ -162,11 +165,13 @@ def _detect(path: Path, items: list[Item]) -> str:
 # ---------------------------------------------------------------- writing
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    """Write to a temporary file beside `path`, fsync, then rename over it. The file gets the
+    mode a plain `open` would (the user's umask), not the temporary file's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
             out.write(data.encode() if isinstance(data, str) else data)
             out.flush()
@@ -182,9 +187,70 @@ def write_parquet(table, path: str | Path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temps(folder: str | Path, name: str = "") -> int:
+    """Delete the temporary files a killed writer of `name` (default: of anything) left in
+    `folder`; call it under the output's lock, so no live writer's file goes. Returns how
+    many were removed."""
+    stale = list(Path(folder).glob(f".{glob.escape(name)}*{TMP_SUFFIX}")) if Path(folder).is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
+class OutputLocked(RuntimeError):
+    """Another process is writing the same output."""
+
+
+@contextmanager
+def output_lock(lock_file: str | Path):
+    """Hold an exclusive lock on `lock_file` while writing an output, so two runs never write
+    one folder or file at once; a second one stops at once with a message naming the lock.
+    The kernel drops the lock when its process dies, so a killed run never leaves it held."""
+    import fcntl
+
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise OutputLocked(f"{lock_file} is held by {holder}: another sftpick is writing this output; "
+                               "wait for it to finish or choose another output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"sftpick pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path) -> None:

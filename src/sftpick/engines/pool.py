@@ -28,8 +28,8 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [device] * workers
 
 
-def scored_shards(scorer, shards: list[list[Example]], workers: int) -> Iterator[tuple[list[Example], dict]]:
-    """Yield (shard, scores) as workers finish them, in completion order."""
+def scored_shards(scorer, shards: list[list[Example]], workers: int) -> Iterator[tuple[int, dict]]:
+    """Yield (shard index, scores) as workers finish them, in completion order."""
     import torch
 
     context = mp.get_context("spawn")
@@ -47,8 +47,7 @@ def scored_shards(scorer, shards: list[list[Example]], workers: int) -> Iterator
         tasks.put(None)  # one stop sign per worker, after the shards
     try:
         for _ in shards:
-            index, result = _next_result(results, processes)
-            yield shards[index], result
+            yield _next_result(results, processes)
     finally:
         for process in processes:
             process.terminate()

@@ -2,7 +2,8 @@
 `columns` it produces, a `config()` (plain data: what made its numbers; it keys the resume
 cache and goes into the manifest) and `score(batch) -> {column: array}`, a pure function of
 the batch so the local engine and a Ray actor run the same object. Heavy state loads once in
-`setup()`. A scorer may return `REJECT`: per example a reason string, or None where scored.
+`setup()`; `check()` validates every option before that (nothing loads), so a typo fails in
+a second. A scorer may return `REJECT`: per example a reason string, or None where scored.
 An optional `cost(examples)` (e.g. token counts) lets the engine sort and batch by length.
 A scorer with `whole_dataset = True` (kNN) gets every distinct example in one call; one with
 `derived = True` (rule) computes its columns from the others' via `derive(columns)`.
@@ -21,6 +22,8 @@ REJECT = "_reject"
 class Scorer(Protocol):
     name: str
     columns: tuple[str, ...]
+
+    def check(self) -> None: ...
 
     def setup(self) -> None: ...
 

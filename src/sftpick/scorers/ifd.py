@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, load_causal_lm
+from ..models import DEFAULT_LM, check_dtype, load_causal_lm, resolve_device
 from ..perplexity import Span, SpanLoss
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
@@ -65,14 +65,22 @@ class IFDScorer:
         self.trust_remote_code = trust_remote_code
 
     # ------------------------------------------------------------------ setup
-    def setup(self) -> None:
+    def check(self) -> None:
+        """Every option's value, before any model loads."""
         if self.variant not in VARIANTS:
             raise ValueError(f"variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
-        self.template_ = self.template or ("alpaca" if self.variant == "cherry" else "none")
-        if self.template_ not in TEMPLATES:
-            raise ValueError(f"template={self.template_!r} is not one of {', '.join(TEMPLATES)}")
+        if (self.template or "none") not in TEMPLATES:
+            raise ValueError(f"template={self.template!r} is not one of {', '.join(TEMPLATES)}")
         if self.max_length < 2:
             raise ValueError(f"max_length={self.max_length} should be >= 2")
+        if self.token_budget is not None and self.token_budget < 1:
+            raise ValueError(f"token_budget={self.token_budget} should be >= 1")
+        check_dtype(self.dtype)
+        resolve_device(self.device)
+
+    def setup(self) -> None:
+        self.check()
+        self.template_ = self.template or ("alpaca" if self.variant == "cherry" else "none")
         self.lm_ = load_causal_lm(self.model, device=self.device, dtype=self.dtype,
                                   trust_remote_code=self.trust_remote_code)
         tokenizer = self.lm_.tokenizer

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..embeddings import EMBED_TEXTS, embed_examples
 from ..examples import Example
-from ..models import DEFAULT_EMBEDDER, _quiet_transformers
+from ..models import DEFAULT_EMBEDDER, _quiet_transformers, resolve_device
 from . import register
 
 INDEXES = ("exact", "hnsw", "ivf")
@@ -45,13 +45,18 @@ class KnnScorer:
         self.seed = seed
         self.columns = (f"knn_{knn_k}",)
 
-    def setup(self) -> None:
+    def check(self) -> None:
+        """Every option's value, before any model loads."""
         if self.knn_k < 1:
             raise ValueError(f"knn_k={self.knn_k} should be >= 1")
         if self.embed_text not in EMBED_TEXTS:
             raise ValueError(f"embed_text={self.embed_text!r} is not one of {', '.join(EMBED_TEXTS)}")
         if self.knn_index not in INDEXES:
             raise ValueError(f"knn_index={self.knn_index!r} is not one of {', '.join(INDEXES)}")
+        resolve_device(self.device)
+
+    def setup(self) -> None:
+        self.check()
         _quiet_transformers()
         self.embeddings_: tuple[list[str], np.ndarray] | None = None  # (content hashes, vectors)
         self.stats_: dict = {}

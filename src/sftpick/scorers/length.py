@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..examples import Example
-from ..models import (DEFAULT_LM, ModelNotFoundError, _folder_fingerprint, cache_dir, file_sha256,
+from ..models import (DEFAULT_LM, ModelNotFoundError, _folder_fingerprint, cache_dir, file_sha256, hub_kwargs,
                       resolve_lm_source)
 from . import register
 
@@ -25,6 +25,9 @@ class LengthScorer:
     def __init__(self, model: str = DEFAULT_LM, *, trust_remote_code: bool = False):
         self.model = model
         self.trust_remote_code = trust_remote_code
+
+    def check(self) -> None:
+        """Nothing to check before loading: the tokenizer's name is checked by loading it."""
 
     def setup(self) -> None:
         self.tokenizer_, self.revision_ = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)
@@ -53,7 +56,8 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> tuple[objec
                 return AutoTokenizer.from_pretrained(str(converted)), f"gguf-sha256:{digest[:16]}"
             return (AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name),
                     f"gguf-sha256:{digest[:16]}")
-        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code,
+                                                  **hub_kwargs(str(source)))
     except OSError as error:
         raise ModelNotFoundError(f"cannot load the tokenizer of {name!r}: {str(error).splitlines()[0]}") from None
     revision = "local:" + _folder_fingerprint(source) if source.exists() else "hub"

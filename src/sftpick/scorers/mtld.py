@@ -54,9 +54,12 @@ class MTLDScorer:
     def __init__(self, *, mtld_threshold: float = THRESHOLD):
         self.mtld_threshold = mtld_threshold
 
-    def setup(self) -> None:
+    def check(self) -> None:
         if not 0 < self.mtld_threshold < 1:
             raise ValueError(f"mtld_threshold={self.mtld_threshold} should be in (0, 1)")
+
+    def setup(self) -> None:
+        self.check()
 
     def config(self) -> dict:
         return {"scorer": self.name, "threshold": self.mtld_threshold, "words": _WORD.pattern}

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..embeddings import example_text
 from ..examples import Example
-from ..models import ModelNotFoundError, _folder_fingerprint, _quiet_transformers, resolve_device
+from ..models import ModelNotFoundError, _folder_fingerprint, _quiet_transformers, hub_kwargs, resolve_device
 from . import register
 
 
@@ -33,10 +33,16 @@ class RewardScorer:
         self.reward_max_length = reward_max_length
         self.trust_remote_code = trust_remote_code
 
-    def setup(self) -> None:
+    def check(self) -> None:
         if not self.reward_model:
             raise ValueError("scorer 'reward' needs a reward model: --reward-model NAME_OR_PATH "
                              "(e.g. OpenAssistant/reward-model-deberta-v3-large-v2)")
+        if self.reward_batch_size < 1:
+            raise ValueError(f"reward_batch_size={self.reward_batch_size} should be >= 1")
+        resolve_device(self.device)
+
+    def setup(self) -> None:
+        self.check()
         self.model_, self.tokenizer_, self.revision_ = _load(self.reward_model, self.device, self.trust_remote_code)
         if self.model_.config.num_labels != 1:
             raise ValueError(f"reward_model={self.reward_model!r} has num_labels={self.model_.config.num_labels}; "
@@ -73,9 +79,10 @@ def _load(name: str, device: str, trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_transformers()
+    hub = hub_kwargs(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, **hub)
+        model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code, **hub)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load reward model {name!r}: not a local folder nor a hub id in the "
                                  f"local cache ({str(error).splitlines()[0]})") from None

@@ -19,6 +19,7 @@ from . import register
 from .ranking import check_embeddings, score_order
 
 QUOTAS = ("proportional", "equal")
+DEFAULT_CLUSTERS = 100
 
 
 @register
@@ -26,7 +27,7 @@ class Clusters:
     name = "clusters"
     needs_embeddings = True
 
-    def __init__(self, by: str = "ifd", *, ascending: bool = False, clusters: int = 100,
+    def __init__(self, by: str = "ifd", *, ascending: bool = False, clusters: int | None = None,
                  quota: str = "proportional", seed: int = 0):
         self.by = by
         self.ascending = ascending
@@ -39,17 +40,23 @@ class Clusters:
         if self.quota not in QUOTAS:
             raise ValueError(f"clusters: quota={self.quota!r} is not one of {', '.join(QUOTAS)}")
         vectors = check_embeddings(embeddings, table.num_rows, self.name)
-        if not 1 <= self.clusters <= len(vectors):
-            raise ValueError(f"clusters: clusters={self.clusters} should be between 1 and the "
+        k = self.clusters or default_clusters(len(vectors))
+        if not 1 <= k <= len(vectors):
+            raise ValueError(f"clusters: clusters={k} should be between 1 and the "
                              f"{len(vectors)} records in the pool")
-        labels = kmeans_labels(vectors, self.clusters, seed=self.seed)
-        sizes = np.bincount(labels, minlength=self.clusters)
+        labels = kmeans_labels(vectors, k, seed=self.seed)
+        sizes = np.bincount(labels, minlength=k)
         quotas = (proportional_quotas if self.quota == "proportional" else equal_quotas)(sizes, budget)
         chosen = take_by_quota(score_order(table, self.by, self.ascending), labels, quotas)
-        self.stats_ = {"clusters": self.clusters, "clusters_nonempty": int((sizes > 0).sum()),
+        self.stats_ = {"clusters": k, "clusters_nonempty": int((sizes > 0).sum()),
                        "clusters_sampled": int((quotas > 0).sum())}
         self.notes_ = []
         return chosen
+
+
+def default_clusters(n: int) -> int:
+    """Cherry LLM's 100 clusters, or fewer for a small pool: at least ~10 records a cluster."""
+    return min(DEFAULT_CLUSTERS, max(1, n // 10))
 
 
 def kmeans_labels(x: np.ndarray, k: int, *, seed: int = 0, fit_per_cluster: int = 256) -> np.ndarray:
