@@ -69,7 +69,7 @@ def test_bad_records_are_rejected_with_line_and_reason(tmp_path):
     assert found[3] == "missing field 'output'"
     assert found[4] == "field 'instruction' is int, expected a string"
     assert found[5] == "empty response"
-    assert found[7] == "record is a list, not an object"
+    assert found[7] == "a JSON array of 2 items on one line, expected one record (an object)"
     assert all(r.file == str(path) and r.stage == "read" for r in dataset.rejects)
     assert [r.row for r in dataset.rejects] == [1, 2, 3, 4, 5]
     assert dataset.rejects[0].record == '{"instruction": "broken", "output": '  # raw text kept
@@ -117,7 +117,8 @@ def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(UnreadableInput, match="no such file"):
         read_dataset(tmp_path / "absent.jsonl")
     path = write_jsonl(tmp_path / "d.jsonl", [json.dumps({"question": "q", "answer": "a"})])
-    with pytest.raises(UnknownFormat, match=r"record has fields \[answer, question\].*--format"):
+    with pytest.raises(UnknownFormat, match=r"unknown format: the first record has fields answer, question; "
+                                            r"expected Alpaca .*--format"):
         read_dataset(path)
 
 
