@@ -224,6 +224,8 @@ def _json_array_items(path: Path, data: bytes) -> Iterator[Item]:
         pos = _skip_space(text, end)
         if text.startswith(",", pos):
             pos = _skip_space(text, pos + 1)
+        elif pos >= len(text):
+            raise UnreadableInput(f"{path}: the file ends before the array's closing ']' (cut short?)")
         elif not text.startswith("]", pos):
             lineno = text.count("\n", 0, pos) + 1
             raise UnreadableInput(f"{path}: invalid JSON at line {lineno}: expected ',' or ']' after a record")
@@ -244,6 +246,8 @@ def _json_array_item(line: int, value: Any, raw: str) -> Item:
 
 def _broken_array(path: Path, text: str, error: json.JSONDecodeError) -> str:
     """One line for a JSON array that cannot be read on: its elements have no line of their own to resync on."""
+    if error.pos >= len(text):
+        return f"{path}: the file ends before the array's closing ']' (cut short?)"
     if _SURROGATE_ESCAPE.match(text, error.pos):
         what = "a byte that is not UTF-8"
     elif text.startswith("\x00", error.pos):
