@@ -69,7 +69,7 @@ def test_bad_records_are_rejected_with_line_and_reason(tmp_path):
     assert found[3] == "missing field 'output'"
     assert found[4] == "field 'instruction' is int, expected a string"
     assert found[5] == "empty response"
-    assert found[7] == "a JSON array of 2 items on one line, expected one record (an object)"
+    assert found[7] == "a JSON array on one line (2 items); expected one record, a JSON object"
     assert all(r.file == str(path) and r.stage == "read" for r in dataset.rejects)
     assert [r.row for r in dataset.rejects] == [1, 2, 3, 4, 5]
     assert dataset.rejects[0].record == '{"instruction": "broken", "output": '  # raw text kept
@@ -159,23 +159,23 @@ GOOD = json.dumps(ALPACA).encode()
 
 
 @pytest.mark.parametrize("line, reason", [
-    (GOOD[:20] + b"\xff" + GOOD[20:], "not valid UTF-8 at byte 21 of the line (invalid start byte)"),
-    (json.dumps({**ALPACA, "output": "x\ud800"}).encode(), r"lone surrogate \ud800 in field 'output' at character 2"),
-    (GOOD.replace(b"Add", b"A\x00dd"), "a NUL byte at column 19"),
-    (json.dumps({**ALPACA, "input": "a\x00"}).encode(), r"NUL character (\u0000) in field 'input'"),
-    (json.dumps({**ALPACA, "output": "x" * 1_000_001}).encode(), "field 'output' is 1,000,001 characters long"),
+    (GOOD[:20] + b"\xff" + GOOD[20:], "not valid UTF-8: byte 21 of the line (invalid start byte)"),
+    (json.dumps({**ALPACA, "output": "x\ud800"}).encode(), r"text holds a lone surrogate: \ud800 in field 'output' at character 2"),
+    (GOOD.replace(b"Add", b"A\x00dd"), "text holds a NUL character: a NUL byte at column 19"),
+    (json.dumps({**ALPACA, "input": "a\x00"}).encode(), r"text holds a NUL character: \u0000 in field 'input'"),
+    (json.dumps({**ALPACA, "output": "x" * 1_000_001}).encode(), "field too long: 'output' has 1,000,001 characters, over the limit of 1,000,000"),
     (b"[" * 5000 + b"]" * 5000, "nested deeper than 100 levels"),
     (b'{"instruction": "a", "output": "b", "m": ' + b"[" * 101 + b"]" * 101 + b"}", "nested deeper than 100 levels"),
     (GOOD + b" " + GOOD, "two JSON values on one line (the second starts at column 92)"),
-    (GOOD + b"}}", "text after the record at column 91: '}}'"),
+    (GOOD + b"}}", "text after the record (column 91): '}}'"),
     (json.dumps(SHAREGPT).encode(), "a ShareGPT record in an Alpaca file"),
     (json.dumps(OPENAI).encode(), "an OpenAI-messages record in an Alpaca file"),
     (b"instruction,input,output", "not JSON: the line starts with 'instruction,input,output'"),
     (json.dumps({**ALPACA, "output": "\u200b \u2060"}).encode(), "empty response (only invisible characters: U+200B, U+2060)"),
     (json.dumps({**ALPACA, "instruction": " ", "input": ""}).encode(), "empty instruction"),
-    (b"[" + GOOD + b"]", "a JSON array of 1 items on one line, expected one record (an object)"),
+    (b"[" + GOOD + b"]", "a JSON array on one line (1 items); expected one record, a JSON object"),
     (b'{"instruction": "a", "output": "b", "n": ' + b"1" * 5000 + b"}", "invalid JSON: Exceeds the limit"),
-    (json.dumps({**ALPACA, "id": "x\ud800"}).encode(), r"lone surrogate \ud800 in field 'id'"),
+    (json.dumps({**ALPACA, "id": "x\ud800"}).encode(), r"text holds a lone surrogate: \ud800 in field 'id'"),
 ])
 def test_each_record_defect_is_one_reject_with_its_line(tmp_path, line, reason):
     path = write_bytes_jsonl(tmp_path / "d.jsonl", [GOOD, line, GOOD])
@@ -212,7 +212,7 @@ def test_json_array_rejects_only_the_element_that_is_not_utf8(tmp_path):
     path = tmp_path / "d.json"
     path.write_bytes(b"[\n" + GOOD + b",\n" + GOOD.replace(b"Add", b"A\xffdd") + b",\n" + GOOD + b"\n]")
     dataset = read_dataset(path)
-    assert [(r.line, r.reason) for r in dataset.rejects] == [(3, "not valid UTF-8 at byte 19 of the record")]
+    assert [(r.line, r.reason) for r in dataset.rejects] == [(3, "not valid UTF-8: byte 19 of the record")]
     assert [e.line for e in dataset.examples] == [2, 4]
 
 
@@ -279,5 +279,5 @@ def test_parquet_rows_with_bad_values_are_rejected_by_row(tmp_path):
     pq.write_table(table, tmp_path / "d.parquet")
     dataset = read_dataset(tmp_path / "d.parquet")
     assert [(r.row, r.line, r.reason) for r in dataset.rejects] == [
-        (1, None, "column 'output' is not valid UTF-8 (invalid start byte at byte 1)")]
+        (1, None, "not valid UTF-8: column 'output' (invalid start byte at byte 1)")]
     assert [e.row for e in dataset.examples] == [0, 2]

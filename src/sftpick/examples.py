@@ -130,14 +130,14 @@ def check_text(text: str, where: str) -> str:
     too long, a NUL (C libraries and tokenizers cut or choke on it), a lone surrogate
     (valid JSON, `"\\ud800"`, but it cannot be encoded as UTF-8)."""
     if len(text) > MAX_FIELD_CHARS:
-        raise InvalidRecord(f"field {where!r} is {len(text):,} characters long, over the limit of "
+        raise InvalidRecord(f"field too long: {where!r} has {len(text):,} characters, over the limit of "
                             f"{MAX_FIELD_CHARS:,}")
     if "\x00" in text:
-        raise InvalidRecord(f"text holds a NUL character (\\u0000) in field {where!r} at character "
+        raise InvalidRecord(f"text holds a NUL character: \\u0000 in field {where!r} at character "
                             f"{text.index(chr(0)) + 1}")
     surrogate = _SURROGATE.search(text)
     if surrogate:
-        raise InvalidRecord(f"text holds a lone surrogate \\u{ord(surrogate[0]):04x} in field {where!r} "
+        raise InvalidRecord(f"text holds a lone surrogate: \\u{ord(surrogate[0]):04x} in field {where!r} "
                             f"at character {surrogate.start() + 1}")
     return text
 

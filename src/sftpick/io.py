@@ -129,12 +129,12 @@ def _jsonl_item(number: int, line: bytes) -> Item:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:
         return (number, None, line.decode("utf-8", "backslashreplace"),
-                f"not valid UTF-8 at byte {error.start + 1} of the line ({error.reason})")
+                f"not valid UTF-8: byte {error.start + 1} of the line ({error.reason})")
     if "\x00" in text:
-        return number, None, text.replace("\x00", "\\x00"), f"a NUL byte at column {text.index(chr(0)) + 1}"
+        return number, None, text.replace("\x00", "\\x00"), f"text holds a NUL character: a NUL byte at column {text.index(chr(0)) + 1}"
     value, error = _parse_json(text)
     if isinstance(value, list):
-        value, error = None, f"a JSON array of {len(value)} items on one line, expected one record (an object)"
+        value, error = None, f"a JSON array on one line ({len(value)} items); expected one record, a JSON object"
     return number, value, text, error
 
 
@@ -143,10 +143,10 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
+        if error.pos == len(text) - len(text.lstrip()) or not text.lstrip().startswith(("{", "[")):
+            return None, f"not JSON: the line starts with {text.strip()[:30]!r}"  # CSV, YAML, prose…
         if error.msg == "Extra data":
             return None, _extra_data_reason(text, error.pos)
-        if error.pos == len(text) - len(text.lstrip()):
-            return None, f"not JSON: the line starts with {text.strip()[:30]!r}"
         return None, f"invalid JSON: {error.msg} at column {error.colno}"
     except RecursionError:
         return None, f"nested deeper than {MAX_DEPTH} levels"
@@ -161,7 +161,7 @@ def _extra_data_reason(text: str, pos: int) -> str:
     try:
         json.JSONDecoder().raw_decode(text, pos)
     except (ValueError, RecursionError):
-        return f"text after the record at column {pos + 1}: {text[pos:pos + 30]!r}"
+        return f"text after the record (column {pos + 1}): {text[pos:pos + 30]!r}"
     return f"two JSON values on one line (the second starts at column {pos + 1}); JSON Lines holds one record per line"
 
 
@@ -238,7 +238,7 @@ def _json_array_item(line: int, value: Any, raw: str) -> Item:
     if bad:
         byte = len(raw[:bad.start()].encode("utf-8", "surrogateescape")) + 1
         shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return line, None, shown, f"not valid UTF-8 at byte {byte} of the record"
+        return line, None, shown, f"not valid UTF-8: byte {byte} of the record"
     if _deeper_than(value, MAX_DEPTH, raw):
         return line, None, raw, f"nested deeper than {MAX_DEPTH} levels"
     return line, value, raw, None
@@ -289,7 +289,7 @@ def _parquet_row(batch, i: int) -> tuple[dict | None, str | None]:
         try:
             record[name] = column[i].as_py()
         except UnicodeDecodeError as error:
-            return None, f"column {name!r} is not valid UTF-8 ({error.reason} at byte {error.start + 1})"
+            return None, f"not valid UTF-8: column {name!r} ({error.reason} at byte {error.start + 1})"
     return record, None
 
 
