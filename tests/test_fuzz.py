@@ -2,6 +2,7 @@
 file gets damaged. `sftpick score` must score what it can, reject the rest with line and
 reason, and never stop: exit 0, no traceback, every non-blank line counted once."""
 import json
+import os
 import random
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+import sftpick
 from sftpick.data import sample_path
 
 N_LINES = 3000
@@ -101,7 +103,8 @@ def test_score_survives_a_damaged_file(tmp_path, real_records_path):
     n_records, must_reject = fuzzed_file(data, real_records(real_records_path))
     result = subprocess.run([sys.executable, "-m", "sftpick.cli", "score", str(data), "--scorers", "len,mtld",
                              "-o", str(tmp_path / "out.parquet"), "--device", "cpu", "--no-progress"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(sftpick.__file__).parents[1])})  # this code
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     scored = pq.read_table(tmp_path / "out.parquet")

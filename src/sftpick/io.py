@@ -75,8 +75,8 @@ def read_dataset(path: str | Path, fmt: str | None = None, *, strict: bool = Fal
     if kind == "parquet":
         items, raw = _parquet_items(path), None
     else:
-        text = _without_bom(path, data)
-        items = list(_jsonl_items(path, text) if kind == "jsonl" else _json_array_items(path, text))
+        body = _without_bom(path, data)
+        items = list(_jsonl_items(path, body) if kind == "jsonl" else _json_array_items(path, body))
         raw = [item[2] for item in items]
     fmt = _resolve_format(path, kind, items, fmt)
     examples, rejects = [], []
@@ -131,7 +131,8 @@ def _jsonl_item(number: int, line: bytes) -> Item:
         return (number, None, line.decode("utf-8", "backslashreplace"),
                 f"not valid UTF-8: byte {error.start + 1} of the line ({error.reason})")
     if "\x00" in text:
-        return number, None, text.replace("\x00", "\\x00"), f"text holds a NUL character: a NUL byte at column {text.index(chr(0)) + 1}"
+        return (number, None, text.replace("\x00", "\\x00"),
+                f"text holds a NUL character: a NUL byte at column {text.index(chr(0)) + 1}")
     value, error = _parse_json(text)
     if isinstance(value, list):
         value, error = None, f"a JSON array on one line ({len(value)} items); expected one record, a JSON object"
