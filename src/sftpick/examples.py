@@ -190,7 +190,10 @@ def _record_id(record: dict) -> str | None:
     if isinstance(value, str):
         return check_text(value, "id")
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if abs(value) < 10**100 else None  # a 5000-digit int cannot even be printed
+        try:
+            return str(value)
+        except ValueError:  # Python will not print an int of more than 4300 digits
+            raise InvalidRecord("field 'id' is an integer too long to print") from None
     return None
 
 

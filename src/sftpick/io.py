@@ -6,8 +6,8 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import re
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,7 +144,7 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        if error.pos == len(text) - len(text.lstrip()) or not text.lstrip().startswith(("{", "[")):
+        if not text.lstrip().startswith(("{", "[")):
             return None, f"not JSON: the line starts with {text.strip()[:30]!r}"  # CSV, YAML, prose…
         if error.msg == "Extra data":
             return None, _extra_data_reason(text, error.pos)
