@@ -87,3 +87,17 @@ def test_an_unusable_output_path_is_one_line_and_exit_2(tmp_path, mixed_jsonl):
     result = sftpick("score", mixed_jsonl, "-o", tmp_path / "x.parquet", "--device", "cpu", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:") and "x.parquet.cache" in result.stderr
+
+
+@pytest.mark.parametrize("name, content, args, message", [
+    ("alpaca.jsonl", "\n".join(json.dumps(r) for r in GOOD), ["--format", "sharegpt"],
+     "--format sharegpt does not match {path}: its records look like Alpaca"),
+    ("array.jsonl", json.dumps(GOOD, indent=2), [],
+     "{path}: looks like a JSON array spread over many lines (line 1 opens it with '['), not JSON Lines"),
+])
+def test_a_file_that_does_not_fit_is_one_line_and_exit_2(tmp_path, name, content, args, message):
+    path = tmp_path / name
+    path.write_text(content)
+    result = sftpick("score", path, "-o", tmp_path / "x.parquet", "--scorers", "mtld", *args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert " ".join(result.stderr.split()).startswith("error: " + message.format(path=path))

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("alpaca", "sharegpt", "openai")
+# The fields that make a record one format (detection, and "a ShareGPT record in an Alpaca file").
+FORMAT_FIELDS = {"alpaca": ("instruction", "output"), "sharegpt": ("conversations",), "openai": ("messages",)}
+FORMAT_NAMES = {"alpaca": "an Alpaca", "sharegpt": "a ShareGPT", "openai": "an OpenAI-messages"}
+# Longer text is damage, not an SFT record (about 250k tokens, beyond any model's context), and
+# tokenizing it stalls a whole batch; configurable here.
+MAX_FIELD_CHARS = 1_000_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Letters that render as nothing (Hangul fillers, braille blank); Cc/Cf/Z* are found by category.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
                   "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
@@ -51,15 +63,19 @@ class Example:
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def formats_of(record: Any) -> list[str]:
+    """The formats whose fields `record` has, in detection order (none for a non-object)."""
+    if not isinstance(record, dict):
+        return []
+    return [fmt for fmt, fields in FORMAT_FIELDS.items() if all(name in record for name in fields)]
+
+
 def detect_format(record: Any) -> str:
     """The format whose fields a record has; raises UnknownFormat when none fits."""
     if isinstance(record, dict):
-        if "instruction" in record and "output" in record:
-            return "alpaca"
-        if "conversations" in record:
-            return "sharegpt"
-        if "messages" in record:
-            return "openai"
+        fits = formats_of(record)
+        if fits:
+            return fits[0]
         keys = ", ".join(sorted(map(str, record))[:8])
         raise UnknownFormat(f"record has fields [{keys}]; expected Alpaca (instruction/input/output), "
                             "ShareGPT (conversations with from/value) or OpenAI (messages with role/content)")
@@ -68,8 +84,13 @@ def detect_format(record: Any) -> str:
 
 def to_example(record: Any, row: int, fmt: str) -> Example:
     """Convert one parsed record; raises InvalidRecord with the reason."""
+    if fmt not in FORMATS:
+        raise UnknownFormat(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
     if not isinstance(record, dict):
         raise InvalidRecord(f"record is a {type(record).__name__}, not an object")
+    fits = formats_of(record)
+    if fits and fmt not in fits:
+        raise InvalidRecord(f"{FORMAT_NAMES[fits[0]]} record in {FORMAT_NAMES[fmt]} file")
     if fmt == "alpaca":
         instruction = _string_field(record, "instruction")
         input_text = _string_field(record, "input", required=False)
@@ -78,13 +99,11 @@ def to_example(record: Any, row: int, fmt: str) -> Example:
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     elif fmt == "sharegpt":
         messages = _turns(record, "conversations", "from", "value", SHAREGPT_ROLES)
-    elif fmt == "openai":
-        messages = _turns(record, "messages", "role", "content", {r: r for r in OPENAI_ROLES})
     else:
-        raise UnknownFormat(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+        messages = _turns(record, "messages", "role", "content", {r: r for r in OPENAI_ROLES})
     messages = _up_to_last_assistant(messages)
-    if not messages[-1]["content"].strip():
-        raise InvalidRecord("empty response")
+    _check_not_blank(messages[-1]["content"], "response")
+    _check_not_blank("".join(m["content"] for m in messages[:-1]), "instruction")
     if fmt == "alpaca":
         instruction, input_text = record["instruction"], record.get("input") or ""
     else:
@@ -103,7 +122,39 @@ def _string_field(record: dict, name: str, *, required: bool = True) -> str:
     value = record[name]
     if not isinstance(value, str):
         raise InvalidRecord(f"field {name!r} is {type(value).__name__}, expected a string")
-    return value
+    return check_text(value, name)
+
+
+def check_text(text: str, where: str) -> str:
+    """`text` if tokenizers, embedders and UTF-8 writers can all take it, else InvalidRecord:
+    too long, a NUL (C libraries and tokenizers cut or choke on it), a lone surrogate
+    (valid JSON, `"\\ud800"`, but it cannot be encoded as UTF-8)."""
+    if len(text) > MAX_FIELD_CHARS:
+        raise InvalidRecord(f"field too long: {where!r} has {len(text):,} characters, over the limit of "
+                            f"{MAX_FIELD_CHARS:,}")
+    if "\x00" in text:
+        raise InvalidRecord(f"text holds a NUL character: \\u0000 in field {where!r} at character "
+                            f"{text.index(chr(0)) + 1}")
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        raise InvalidRecord(f"text holds a lone surrogate: \\u{ord(surrogate[0]):04x} in field {where!r} "
+                            f"at character {surrogate.start() + 1}")
+    return text
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing in `text` would show: whitespace, zero-width and other format or
+    control characters (U+200B, U+2060, U+FEFF, …), Hangul fillers."""
+    return all(ch.isspace() or ch in _INVISIBLE_LETTERS or unicodedata.category(ch) in _INVISIBLE_CATEGORIES
+               for ch in text)
+
+
+def _check_not_blank(text: str, what: str) -> None:
+    if not text.strip():
+        raise InvalidRecord(f"empty {what}")
+    if is_blank(text):
+        shown = ", ".join(f"U+{ord(ch):04X}" for ch in sorted({ch for ch in text if not ch.isspace()}))[:60]
+        raise InvalidRecord(f"empty {what} (only invisible characters: {shown})")
 
 
 def _turns(record: dict, key: str, role_key: str, text_key: str, roles: dict[str, str]) -> list[dict[str, str]]:
@@ -115,11 +166,11 @@ def _turns(record: dict, key: str, role_key: str, text_key: str, roles: dict[str
         if not isinstance(turn, dict):
             raise InvalidRecord(f"{key}[{i}] is a {type(turn).__name__}, not an object")
         role, text = turn.get(role_key), turn.get(text_key)
-        if role not in roles:
-            raise InvalidRecord(f"{key}[{i}].{role_key}={role!r} is not one of {', '.join(sorted(roles))}")
+        if not isinstance(role, str) or role not in roles:
+            raise InvalidRecord(f"{key}[{i}].{role_key}={_short(role)} is not one of {', '.join(sorted(roles))}")
         if not isinstance(text, str):
             raise InvalidRecord(f"{key}[{i}].{text_key} is {type(text).__name__}, expected a string")
-        messages.append({"role": roles[role], "content": text})
+        messages.append({"role": roles[role], "content": check_text(text, f"{key}[{i}].{text_key}")})
     return messages
 
 
@@ -134,5 +185,19 @@ def _up_to_last_assistant(messages: list[dict[str, str]]) -> list[dict[str, str]
 
 
 def _record_id(record: dict) -> str | None:
+    """The record's own id; it goes into the score table, so it must be writable text too."""
     value = record.get("id")
-    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if isinstance(value, str):
+        return check_text(value, "id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:  # Python will not print an int of more than 4300 digits
+            raise InvalidRecord("field 'id' is an integer too long to print") from None
+    return None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr of a value for a reason, cut to `limit` characters (repr escapes surrogates and NUL)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
