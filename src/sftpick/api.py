@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_examples
-from .io import (Dataset, Reject, atomic_write, output_lock, read_dataset, remove_stale_temps, write_parquet,
-                 write_rejects, write_subset)
+from .io import Dataset, Reject, read_dataset
+from .writers import atomic_write, output_lock, remove_stale_temps, write_parquet, write_rejects, write_subset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_write, write_parquet
+from .writers import atomic_write, write_parquet
 
 KEY = "content_hash"
 

@@ -15,7 +15,8 @@ from rich.text import Text
 
 from . import api
 from .examples import InvalidRecord, UnknownFormat
-from .io import OutputLocked, UnreadableInput, atomic_write, read_dataset, write_subset
+from .io import UnreadableInput, read_dataset
+from .writers import OutputLocked, atomic_write, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -193,7 +194,7 @@ def compare(a: Annotated[Path, typer.Argument(help="First scores table (.parquet
             json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON.")] = None):
     """Rank agreement of two score tables: Spearman, Kendall, top 5/10/15% overlap."""
     from .compare import compare as compare_tables
-    from .io import atomic_write
+    from .writers import atomic_write
 
     agreement = compare_tables(a, b, column=column, ascending=ascending)
     Console(markup=False, highlight=False).print("\n".join(agreement.lines()))

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .examples import Example
-from .io import write_parquet
+from .writers import write_parquet
 from .models import DEFAULT_EMBEDDER, load_embedder
 
 EMBED_TEXTS = ("whole", "instruction")

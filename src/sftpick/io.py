@@ -1,27 +1,19 @@
-"""Readers and writers: JSON arrays, JSONL and Parquet in; the subset out in the input's own
-format (records byte-for-byte as they came for JSON/JSONL), rejects with their reasons, and
-atomic writes so an interrupted run never leaves a half-written file."""
+"""Readers: JSON arrays, JSONL and Parquet in, every record either an Example or a Reject with
+its file, line/row and reason (writers.py writes the outputs)."""
 from __future__ import annotations
 
 import codecs
-import glob
 import hashlib
 import json
-import os
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
-import numpy as np
+from typing import Any, Iterator
 
 from .examples import FORMAT_NAMES, FORMATS, Example, InvalidRecord, UnknownFormat, formats_of, to_example
 
 KINDS = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 _DETECT_WINDOW = 100  # records looked at to detect the format
-TMP_SUFFIX = ".tmp"  # every temporary output file ends so, and starts with "."
 MAX_DEPTH = 100  # nesting levels a record may have (real records nest a handful)
 EXPECTED_FIELDS = ("Alpaca (instruction/input/output), ShareGPT (conversations with from/value) "
                    "or OpenAI (messages with role/content)")
@@ -331,113 +323,3 @@ def _describe(kind: str, values: list) -> str:
         return f"the records are {type(first).__name__}s, not JSON objects"
     fields = ", ".join(sorted(map(str, first))[:12]) or "none"
     return f"its columns are {fields}" if kind == "parquet" else f"the first record has fields {fields}"
-
-
-# ---------------------------------------------------------------- writing
-
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it. The file gets the
-    mode a plain `open` would (the user's umask), not the temporary file's 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())
-        with os.fdopen(handle, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_parquet(table, path: str | Path) -> None:
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temps(folder: str | Path, name: str = "") -> int:
-    """Delete the temporary files a killed writer of `name` (default: of anything) left in
-    `folder`; call it under the output's lock, so no live writer's file goes. Returns how
-    many were removed."""
-    stale = list(Path(folder).glob(f".{glob.escape(name)}*{TMP_SUFFIX}")) if Path(folder).is_dir() else []
-    for tmp in stale:
-        tmp.unlink(missing_ok=True)
-    return len(stale)
-
-
-class OutputLocked(RuntimeError):
-    """Another process is writing the same output."""
-
-
-@contextmanager
-def output_lock(lock_file: str | Path):
-    """Hold an exclusive lock on `lock_file` while writing an output, so two runs never write
-    one folder or file at once; a second one stops at once with a message naming the lock.
-    The kernel drops the lock when its process dies, so a killed run never leaves it held."""
-    import fcntl
-
-    lock_file = Path(lock_file)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise OutputLocked(f"{lock_file} is held by {holder}: another sftpick is writing this output; "
-                               "wait for it to finish or choose another output") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"sftpick pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path) -> None:
-    """Write the chosen records, in input order, in the input's own format."""
-    rows = np.sort(np.asarray(list(rows), dtype=np.int64))
-    if dataset.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        write_parquet(pq.read_table(dataset.path).take(rows), path)
-        return
-    texts = [dataset.raw[row] for row in rows]
-    if dataset.kind == "jsonl":
-        atomic_write(path, "".join(text + "\n" for text in texts))
-    else:
-        atomic_write(path, "[\n" + ",\n".join(texts) + "\n]\n" if texts else "[]\n")
-
-
-def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:
-    atomic_write(path, "".join(reject.to_json() + "\n" for reject in rejects))

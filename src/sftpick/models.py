@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import file_sha256
+from .writers import file_sha256
 
 EMBEDDED_LMS = {
     # name: (pip package, file inside it, install line)

@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import Dataset, file_sha256
+from .io import Dataset
+from .writers import file_sha256
 
 META_KEY = b"sftpick"
 HASH = "content_hash"

@@ -19,7 +19,8 @@ import pyarrow as pa
 from .compare import Agreement, compare
 from .engines.local import score_examples
 from .examples import Example
-from .io import atomic_write, read_dataset
+from .io import read_dataset
+from .writers import atomic_write
 
 DEFAULT_CHECK = 500
 

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_write, output_lock, read_dataset, remove_stale_temps
+from .io import read_dataset
+from .writers import atomic_write, output_lock, remove_stale_temps
 from .provenance import align, verify_run
 
 N_EXAMPLES = 5  # best and worst records shown
