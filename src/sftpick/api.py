@@ -57,7 +57,12 @@ class Selection:
 
 def build_scorers(names: list[str], options: dict) -> list[Scorer]:
     """Each named scorer gets the options its constructor accepts. `ppl` is the IFD pass (its
-    `ppl_cond` column; the model runs once for both); `knn_K` is `knn` with knn_k=K."""
+    `ppl_cond` column; the model runs once for both); `knn_K` is `knn` with knn_k=K. An
+    option no scorer takes (a typo) is an error, before anything loads."""
+    known = {p for cls in SCORERS.values() for p in inspect.signature(cls).parameters}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(unknown)}; the scorers take: {', '.join(sorted(known))}")
     scorers, seen = [], set()
     for name in names:
         name, extra = _scorer_alias(name)
@@ -254,7 +259,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         scorers: list[str] | None = None, fmt: str | None = None, strict: bool = False,
         progress: bool = True, by: str = "ifd", ascending: bool = False,
         max_ifd: float | None = None, strategy: str = "topk", pool: int | float | str | None = None,
-        strategy_options: dict | None = None, **options) -> tuple[ScoreResult, Selection]:
+        strategy_options: dict | None = None, workers: int = 1, **options) -> tuple[ScoreResult, Selection]:
     """Score, select and write `scores.parquet`, `selected.<ext>`, `rejects.jsonl` and
     `manifest.json` under `output_dir`, and `report.html` from them."""
     started = time.perf_counter()
@@ -266,7 +271,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         _remove_stale_temps(out, "", out / "cache")
         vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
         scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
-                       progress=progress, embeddings=vectors_file, run_id=run_id, **options)
+                       progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id, **options)
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
