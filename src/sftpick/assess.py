@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from . import api
+from .provenance import HASH
 from .scorers.rule import DEFAULT_RULE, load_rule
 
-NOT_INDICATORS = {"row", "id", "rule"}
+NOT_INDICATORS = {"row", "id", HASH, "rule"}
 
 
 def default_indicators(options: dict) -> list[str]:

@@ -71,7 +71,8 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
     shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
     with _progress_bar(progress, scorer.name, len(pending)) as advance:
         parallel = getattr(scorer, "runs_a_model", False) and not whole
-        for span, result in _scored_shards(scorer, pending, costs, shards, workers if parallel else 1, advance):
+        for span, result in _scored_shards(scorer, pending, costs, shards, workers if parallel else 1, advance,
+                                           in_pieces=not whole):
             keys = [pending[i].content_hash for i in span]
             if store:
                 store.save(keys, result)
@@ -81,15 +82,15 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
 
 
 def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], workers: int,
-                   advance):
-    """(shard, scores) for every shard. In this process a shard is scored in pieces of about
+                   advance, *, in_pieces: bool):
+    """(shard, scores) for every shard. In this process a shard is scored `in_pieces` of about
     `_PIECE_BATCHES` of the scorer's batches, so progress moves every few seconds, not once a
     shard; worker processes report whole shards."""
     if workers <= 1 or len(shards) <= 1:
         budget = _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
         for shard in shards:
             results = []
-            for piece in _pieces(shard, costs, budget):
+            for piece in _pieces(shard, costs, budget) if in_pieces else [shard]:
                 results.append(scorer.score(pending[piece.start: piece.stop]))
                 advance(len(piece))
             yield shard, {name: np.concatenate([r[name] for r in results]) for name in results[0]}
