@@ -18,7 +18,9 @@ from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_examples
 from .io import Dataset, Reject, read_dataset
-from .writers import atomic_write, output_lock, remove_stale_temps, write_parquet, write_rejects, write_subset
+from .writers import (ORDERS, atomic_write, output_lock, remove_stale_temps, write_parquet, write_rejects,
+                      write_subset)
+from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
@@ -53,6 +55,7 @@ class Selection:
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)  # what the strategy measured (e.g. covering radius)
+    order: np.ndarray | None = None  # the same rows in the order the strategy picked them (best first)
 
 
 def build_scorers(names: list[str], options: dict) -> list[Scorer]:
@@ -158,37 +161,41 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
     return result
 
 
-def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str = "ifd",
-           ascending: bool = False, max_ifd: float | None = None, strategy: str = "topk",
-           pool: int | float | str | None = None, data: str | Path | Dataset | None = None,
-           embeddings: np.ndarray | str | Path | None = None, **strategy_options) -> Selection:
-    """Choose rows of a score table. When ranking by `ifd`, rows with ifd >= `max_ifd`
-    (default 1.0: the instruction does not help) are dropped first. `pool` (a count or
-    fraction of the scored records) keeps only the best-ranked for the strategy to choose
-    from: quality first, then diversity. Strategies that need embeddings read them from
-    `embeddings` (vectors aligned with the table, or a file; default: beside `scores`), or
-    compute them from `data` and save them there."""
+def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str | None = None,
+           ascending: bool = False, max_ifd: float | None = None, min_ifd: float | None = None,
+           where: list[str] | None = None, strategy: str = "topk", pool: int | float | str | None = None,
+           data: str | Path | Dataset | None = None, embeddings: np.ndarray | str | Path | None = None,
+           **strategy_options) -> Selection:
+    """Choose rows of a score table, ranked by `by` (default: `ifd` when the table has it;
+    none for a diversity strategy on a table without it: coverage alone). Filters come first,
+    each a counted drop reason: `where` conditions on any column (`"judge>=4.5"`) and, when
+    ranking by `ifd`, ifd >= `max_ifd` (default 1.0: the instruction does not help), or the
+    band `min_ifd` < ifd < `max_ifd`. `pool` (a count or fraction of the scored records)
+    keeps only the best-ranked for the strategy to choose from: quality first, then
+    diversity. Strategies that need embeddings read them from `embeddings` (vectors aligned
+    with the table, or a file; default: beside `scores`), or compute them from `data` and
+    save them there."""
     strategy_options = {k: v for k, v in strategy_options.items() if v is not None}
     check_strategy(strategy, strategy_options)
+    conditions = [parse_where(expression) for expression in where or []]
     table = check_scores_file(scores) if isinstance(scores, (str, Path)) else scores
-    if by not in table.column_names:
-        raise ValueError(f"by={by!r} is not a column of the scores; columns: {', '.join(table.column_names)}")
     if table.num_rows == 0:
         raise ValueError("the scores hold no record (every input record was rejected; the rejects file "
                          "says why): nothing to select")
+    by = ranking_column(by, table.column_names, strategy)
     if max_ifd is None and by == "ifd":
         max_ifd = DEFAULT_MAX_IFD
+    conditions = ifd_band(max_ifd, min_ifd) + conditions
+    check_columns(conditions, table.column_names)
     requested = parse_budget(budget, table.num_rows)
-    pool_count = None if pool is None else parse_budget(pool, table.num_rows)
-    if pool_count is not None and pool_count < requested:
-        raise ValueError(f"pool={pool!r} keeps {pool_count} records, fewer than the budget of {requested}")
+    pool_count = _pool_count(pool, by, table.num_rows, requested)
     dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
     notes = []
     if dataset is not None:
         table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
         notes += [note] if note else []
     vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, dataset, embeddings)
-    filtered, dropped = _filter(table, max_ifd)
+    filtered, dropped = apply_filters(table, conditions)
     candidates = filtered
     if pool_count is not None:
         candidates = filtered[np.sort(TopK(by, ascending=ascending).select(table.take(filtered), pool_count))]
@@ -196,15 +203,43 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     selector = make_selector(strategy, by=by, ascending=ascending, **selector_options)
     chosen = selector.select(table.take(candidates), min(requested, len(candidates)),
                              _rows_of(vectors, candidates)) if len(candidates) else np.array([], int)
-    rows = np.sort(table.column("row").to_numpy()[candidates[chosen]])
+    order = table.column("row").to_numpy()[candidates[chosen]]
     notes += list(getattr(selector, "notes_", []))
-    pool = pool if pool is None else str(pool)
+    if by is None:
+        notes.append(f"no ranking column: {strategy} chose by coverage alone (ties in input order)")
     if len(filtered) < requested:
-        notes.append(f"selected {len(rows)} of the {requested} asked for: "
+        notes.append(f"selected {len(order)} of the {requested} asked for: "
                      f"{table.num_rows - len(filtered)} of {table.num_rows} scored records were filtered out")
     params = {"strategy": strategy, "by": by, "ascending": ascending, "budget": str(budget),
-              "budget_count": requested, "max_ifd": max_ifd, "pool": pool, **strategy_options}
-    return Selection(rows, requested, dropped, params, notes, getattr(selector, "stats_", {}))
+              "budget_count": requested, "max_ifd": max_ifd, "min_ifd": min_ifd, "where": list(where or []),
+              "pool": None if pool is None else str(pool), **strategy_options}
+    return Selection(np.sort(order), requested, dropped, params, notes, getattr(selector, "stats_", {}), order)
+
+
+def ranking_column(by: str | None, columns: list[str], strategy: str) -> str | None:
+    """`by` checked against the columns; by default `ifd`, or None (coverage alone) for a
+    strategy that can choose without a ranking."""
+    if by is not None:
+        if by not in columns:
+            raise ValueError(f"by={by!r} is not a column of the scores; columns: {', '.join(columns)}")
+        return by
+    if "ifd" in columns:
+        return "ifd"
+    if getattr(SELECTORS[strategy], "needs_ranking", False):
+        raise ValueError(f"strategy {strategy!r} ranks by a score column and the scores have no 'ifd': "
+                         f"pass by= (--by) one of {', '.join(columns)}")
+    return None
+
+
+def _pool_count(pool, by: str | None, n: int, requested: int) -> int | None:
+    if pool is None:
+        return None
+    if by is None:
+        raise ValueError(f"pool={pool!r} keeps the best-ranked records, but nothing ranks them: pass by= (--by)")
+    count = parse_budget(pool, n)
+    if count < requested:
+        raise ValueError(f"pool={pool!r} keeps {count} records, fewer than the budget of {requested}")
+    return count
 
 
 def _rows_of(vectors: np.ndarray | None, positions: np.ndarray) -> np.ndarray | None:
@@ -244,28 +279,19 @@ def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, data
     return vectors, options
 
 
-def _filter(table: pa.Table, max_ifd: float | None) -> tuple[np.ndarray, dict[str, int]]:
-    keep = np.ones(table.num_rows, dtype=bool)
-    dropped = {}
-    if max_ifd is not None:
-        ifd = table.column("ifd").to_numpy(zero_copy_only=False)
-        too_high = ~(ifd < max_ifd)
-        dropped[f"ifd >= {max_ifd:g} (instruction does not help)"] = int(too_high.sum())
-        keep &= ~too_high
-    return np.flatnonzero(keep), dropped
-
-
 def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         scorers: list[str] | None = None, fmt: str | None = None, strict: bool = False,
-        progress: bool = True, by: str = "ifd", ascending: bool = False,
-        max_ifd: float | None = None, strategy: str = "topk", pool: int | float | str | None = None,
-        strategy_options: dict | None = None, workers: int = 1, **options) -> tuple[ScoreResult, Selection]:
-    """Score, select and write `scores.parquet`, `selected.<ext>`, `rejects.jsonl` and
-    `manifest.json` under `output_dir`, and `report.html` from them."""
+        progress: bool = True, by: str | None = None, ascending: bool = False,
+        max_ifd: float | None = None, min_ifd: float | None = None, where: list[str] | None = None,
+        strategy: str = "topk", pool: int | float | str | None = None, strategy_options: dict | None = None,
+        order: str = "input", workers: int = 1, **options) -> tuple[ScoreResult, Selection]:
+    """Score, select and write `scores.parquet` (with `selected` and the pick `rank`),
+    `selected.<ext>` (in input order, or the strategy's pick order with `order="pick"`),
+    `rejects.jsonl` and `manifest.json` under `output_dir`, and `report.html` from them."""
     started = time.perf_counter()
     out = Path(output_dir)
     strategy_options = {k: v for k, v in (strategy_options or {}).items() if v is not None}
-    _check_run_options(scorers, options, by, budget, pool, strategy, strategy_options)
+    _check_run_options(scorers, options, by, where, budget, pool, strategy, strategy_options, order)
     run_id = new_run_id()
     with output_lock(out / ".lock"):
         _remove_stale_temps(out, "", out / "cache")
@@ -274,13 +300,13 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
                        progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id, **options)
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
-        selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
-                           pool=pool, data=scored.dataset, embeddings=vectors_file, **strategy_options)
-        chosen = pa.array(np.isin(scored.table.column("row").to_numpy(), selection.rows))
-        write_parquet(stamp(scored.table.append_column("selected", chosen), scored.dataset, run_id, manifest=True),
+        selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
+                           where=where, strategy=strategy, pool=pool, data=scored.dataset, embeddings=vectors_file,
+                           **strategy_options)
+        write_parquet(stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True),
                       out / "scores.parquet")
         subset_path = out / f"selected{scored.dataset.path.suffix}"
-        write_subset(scored.dataset, selection.rows, subset_path)
+        write_subset(scored.dataset, selection.order, subset_path, order=order)
         outputs = vouch(out, {"scores": "scores.parquet", "subset": subset_path.name,
                               "rejects": "rejects.jsonl", "report": "report.html"})
         manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started, outputs=outputs,
@@ -290,17 +316,26 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     return scored, selection
 
 
-def _check_run_options(scorers: list[str] | None, options: dict, by: str, budget, pool, strategy: str,
-                       strategy_options: dict) -> None:
-    """Everything `run` can check before it scores: scorer options, the ranking column,
-    the budget's and pool's form, the strategy and its options."""
-    columns = [c for s in build_scorers(list(scorers or ["ifd"]), options) for c in s.columns]
-    if by not in columns:
-        raise ValueError(f"by={by!r} is not a column the scorers make; they make: {', '.join(columns)}")
-    for value in (budget, pool):
-        if value is not None:
-            parse_budget(value, 1)
+def with_selection(table: pa.Table, selection: Selection) -> pa.Table:
+    """The score table with `selected` and `rank` (1 = picked first; null when not selected)."""
+    rank = {int(row): i + 1 for i, row in enumerate(selection.order)}
+    rows = table.column("row").to_pylist()
+    return (table.append_column("selected", pa.array([row in rank for row in rows]))
+            .append_column("rank", pa.array([rank.get(row) for row in rows], type=pa.int64())))
+
+
+def _check_run_options(scorers: list[str] | None, options: dict, by: str | None, where: list[str] | None,
+                       budget, pool, strategy: str, strategy_options: dict, order: str) -> None:
+    """Everything `run` can check before it scores: scorer options, the ranking column and
+    the filters against the columns the scorers make, the budget's and pool's form, the
+    strategy and its options, the subset's order."""
+    columns = ["row", "id", *(c for s in build_scorers(list(scorers or ["ifd"]), options) for c in s.columns)]
     check_strategy(strategy, strategy_options)
+    _pool_count(pool, ranking_column(by, columns, strategy), 1, 1)
+    check_columns([parse_where(expression) for expression in where or []], columns)
+    parse_budget(budget, 1)
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
 
 
 def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds: float, outputs: dict,

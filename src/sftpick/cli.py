@@ -16,7 +16,7 @@ from rich.text import Text
 from . import api
 from .examples import InvalidRecord, UnknownFormat
 from .io import UnreadableInput, read_dataset
-from .writers import OutputLocked, atomic_write, write_subset
+from .writers import ORDERS, OutputLocked, atomic_write, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -39,9 +39,15 @@ Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 Workers = Annotated[int, typer.Option(help="Scoring processes, each with its own model: on CUDA one per GPU; on "
                                            "CPU one process using every thread was faster (benchmarks/README.md).")]
 Budget = Annotated[str, typer.Option(help="Records to keep: a count (2000), fraction (0.05) or percentage (5%).")]
-By = Annotated[str, typer.Option(help="Score column to rank by.")]
+By = Annotated[Optional[str], typer.Option(help="Score column to rank by (default: ifd when scored; a diversity "
+                                                 "strategy without one chooses by coverage alone).")]
 Ascending = Annotated[bool, typer.Option(help="Lower is better (default: higher is better).")]
 MaxIfd = Annotated[Optional[float], typer.Option(help="Drop records with ifd >= this (default 1.0 when ranking by ifd).")]
+MinIfd = Annotated[Optional[float], typer.Option(help="Drop records with ifd <= this: with --max-ifd, Superfiltering's "
+                                                 "IFD band (its diversity script keeps 0.9 < ifd < 1.0).")]
+Where = Annotated[Optional[list[str]], typer.Option(help="Keep records where COLUMN OP NUMBER holds, e.g. "
+                                                    "\"judge>=4.5\" (repeatable; a missing value fails).")]
+Order = Annotated[str, typer.Option(help="Order of the subset: input | pick (the strategy's pick order, best first).")]
 Strategy = Annotated[str, typer.Option(help="Selection strategy: topk | kcenter | facility | clusters | deita.")]
 Pool = Annotated[Optional[str], typer.Option(help="Let the strategy choose among the best-ranked records only "
                                              "(count, fraction or %), e.g. --pool 20% --strategy kcenter.")]
@@ -144,16 +150,18 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
 @_clean_errors
 def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table from `sftpick score`.")],
            output: Annotated[Path, typer.Option("-o", "--output", help="Subset, same format as the input.")],
-           budget: Budget, by: By = "ifd", ascending: Ascending = False, max_ifd: MaxIfd = None,
-           strategy: Strategy = "topk", fmt: Format = None, pool: Pool = None, tau: Tau = None,
-           clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, seed: Seed = None,
-           seed_set: SeedSet = None):
+           budget: Budget, by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None,
+           min_ifd: MinIfd = None, where: Where = None, strategy: Strategy = "topk", fmt: Format = None,
+           pool: Pool = None, tau: Tau = None, clusters: Clusters = None, quota: Quota = None,
+           neighbors: Neighbors = None, seed: Seed = None, seed_set: SeedSet = None, order: Order = "input"):
     """Choose records by their scores and write them in the input's own format."""
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
     dataset = read_dataset(data, fmt)
-    selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy,
-                           pool=pool, data=dataset,
+    selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
+                           where=where, strategy=strategy, pool=pool, data=dataset,
                            **_strategy_options(tau, clusters, quota, neighbors, seed, seed_set))
-    write_subset(dataset, selection.rows, output)
+    write_subset(dataset, selection.order, output, order=order)
     _print_selection(selection)
     console.print(f"subset: {output}")
 
@@ -164,9 +172,10 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         budget: Budget = "5%", scorers: Scorers = "ifd", model: Model = DEFAULT_LM,
         variant: Variant = "superfiltering", template: Template = None, max_length: MaxLength = 1024,
         device: Device = "auto", dtype: Dtype = "auto", token_budget: TokenBudget = None,
-        by: By = "ifd", ascending: Ascending = False, max_ifd: MaxIfd = None, strategy: Strategy = "topk",
-        pool: Pool = None, tau: Tau = None, clusters: Clusters = None, quota: Quota = None,
-        neighbors: Neighbors = None, seed: Seed = None, seed_set: SeedSet = None,
+        by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None, min_ifd: MinIfd = None,
+        where: Where = None, strategy: Strategy = "topk", pool: Pool = None, tau: Tau = None,
+        clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, seed: Seed = None,
+        seed_set: SeedSet = None, order: Order = "input",
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
@@ -174,8 +183,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
-        workers=workers,
-        by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy, pool=pool,
+        workers=workers, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
+        strategy=strategy, pool=pool, order=order,
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, seed, seed_set),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))

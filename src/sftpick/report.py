@@ -20,7 +20,7 @@ from .provenance import align, verify_run
 
 N_EXAMPLES = 5  # best and worst records shown
 MAX_CHARS = 1200  # text shown per field; the rest is cut with a note
-NOT_SCORES = {"row", "id", "selected"}
+NOT_SCORES = {"row", "id", "selected", "rank"}
 WEBGL_FROM = 5000  # rows from which the scatter is drawn with WebGL
 MAX_POINTS = 20000  # not-selected points drawn in the scatter (all selected ones are)
 BINS = 40

@@ -107,9 +107,16 @@ def output_lock(lock_file: str | Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path) -> None:
-    """Write the chosen records, in input order, in the input's own format."""
-    rows = np.sort(np.asarray(list(rows), dtype=np.int64))
+ORDERS = ("input", "pick")
+
+
+def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path, *, order: str = "input") -> None:
+    """Write the chosen records in the input's own format, in input order or (`order="pick"`)
+    in the order given: the order a strategy picked them, best first."""
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
+    rows = np.asarray(list(rows), dtype=np.int64)
+    rows = np.sort(rows) if order == "input" else rows
     if dataset.kind == "parquet":
         import pyarrow.parquet as pq
 

@@ -27,7 +27,7 @@ class Clusters:
     name = "clusters"
     needs_embeddings = True
 
-    def __init__(self, by: str = "ifd", *, ascending: bool = False, clusters: int | None = None,
+    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, clusters: int | None = None,
                  quota: str = "proportional", seed: int = 0):
         self.by = by
         self.ascending = ascending

@@ -25,7 +25,7 @@ class Deita:
     name = "deita"
     needs_embeddings = True
 
-    def __init__(self, by: str = "ifd", *, ascending: bool = False, tau: float = 0.9):
+    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, tau: float = 0.9):
         self.by = by
         self.ascending = ascending
         self.tau = tau

@@ -33,7 +33,7 @@ class Facility:
     name = "facility"
     needs_embeddings = True
 
-    def __init__(self, by: str = "ifd", *, ascending: bool = False, neighbors: int = 10, seed: int = 0):
+    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, neighbors: int = 10, seed: int = 0):
         self.by = by
         self.ascending = ascending
         self.neighbors = neighbors

@@ -32,7 +32,7 @@ class KCenter:
     name = "kcenter"
     needs_embeddings = True
 
-    def __init__(self, by: str = "ifd", *, ascending: bool = False, centers: np.ndarray | None = None):
+    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, centers: np.ndarray | None = None):
         self.by = by
         self.ascending = ascending
         self.centers = centers

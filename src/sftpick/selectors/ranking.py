@@ -6,8 +6,11 @@ import numpy as np
 import pyarrow as pa
 
 
-def score_order(table: pa.Table, by: str, ascending: bool) -> np.ndarray:
-    """Positions of all rows, best score first; NaN scores last; ties broken by `row`."""
+def score_order(table: pa.Table, by: str | None, ascending: bool) -> np.ndarray:
+    """Positions of all rows, best score first; NaN scores last; ties broken by `row`. With
+    no ranking column (`by=None`), input order."""
+    if by is None:
+        return np.argsort(table.column("row").to_numpy(), kind="stable")
     values = table.column(by).to_numpy(zero_copy_only=False).astype(np.float64)
     rows = table.column("row").to_numpy()
     key = np.where(np.isnan(values), np.inf, values if ascending else -values)

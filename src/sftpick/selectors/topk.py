@@ -11,6 +11,7 @@ from . import register
 @register
 class TopK:
     name = "topk"
+    needs_ranking = True  # the other strategies can choose by coverage alone
 
     def __init__(self, by: str = "ifd", *, ascending: bool = False):
         self.by = by

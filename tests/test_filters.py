@@ -1,0 +1,103 @@
+"""Filters on any column (`--where`), Superfiltering's IFD band, choosing without a ranking
+column, and the pick order (`rank`, `--order pick`)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+import sftpick
+from sftpick.cli import app
+from sftpick.filters import apply, ifd_band, parse_where
+
+SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"
+
+
+def table(**columns):
+    n = len(next(iter(columns.values())))
+    return pa.table({"row": np.arange(n), "id": [f"r{i}" for i in range(n)], **columns})
+
+
+@pytest.mark.parametrize(("expression", "column", "op", "value"), [
+    ("judge>=4.5", "judge", ">=", 4.5), (" ifd < 1 ", "ifd", "<", 1.0), ("len!=0", "len", "!=", 0.0),
+    ("knn_6>-1e-3", "knn_6", ">", -0.001), ("reward==.5", "reward", "==", 0.5)])
+def test_parse_where(expression, column, op, value):
+    condition = parse_where(expression)
+    assert (condition.column, condition.op, condition.value) == (column, op, value)
+
+
+@pytest.mark.parametrize("expression", ["judge=>4", "judge >= high", ">= 4", "judge >= 4 and x < 2", ""])
+def test_parse_where_names_a_bad_expression(expression):
+    with pytest.raises(ValueError, match="should be COLUMN OP NUMBER"):
+        parse_where(expression)
+
+
+def test_filters_count_each_reason_once_and_nan_fails():
+    scores = table(ifd=[0.5, 0.95, 1.2, np.nan, 0.99, 0.2], judge=[5.0, 4.0, 5.0, 5.0, np.nan, 4.5])
+    kept, dropped = apply(scores, ifd_band(1.0, 0.9) + [parse_where("judge>=4.5")])
+    assert kept.tolist() == []  # 0.95 fails judge, 0.99 has no judge rating
+    assert dropped == {"ifd >= 1 (instruction does not help)": 2,  # 1.2 and NaN
+                       "ifd <= 0.9 (below --min-ifd)": 2, "not judge >= 4.5 (--where)": 2}
+    assert sum(dropped.values()) + len(kept) == scores.num_rows
+
+
+def test_select_with_where_and_the_band():
+    scores = table(ifd=np.linspace(0.5, 1.2, 15), judge=[5.0, 3.0, 4.6] * 5)
+    selection = sftpick.select(scores, 10, where=["judge>=4.5"], min_ifd=0.6)
+    ifd = scores.column("ifd").to_numpy()
+    judge = scores.column("judge").to_numpy()
+    assert all(0.6 < ifd[r] < 1 and judge[r] >= 4.5 for r in selection.rows)
+    assert selection.order.tolist() == sorted(selection.rows.tolist(), key=lambda r: -ifd[r])
+    assert selection.params["where"] == ["judge>=4.5"] and selection.params["min_ifd"] == 0.6
+    assert len(selection.rows) + sum(selection.dropped.values()) == 15
+
+
+def test_where_on_a_missing_column_is_named():
+    with pytest.raises(ValueError, match="filter judge >= 4.5 names no column of the scores"):
+        sftpick.select(table(ifd=[0.5, 0.6]), 1, where=["judge>=4.5"])
+
+
+def test_topk_without_ifd_asks_for_a_column():
+    with pytest.raises(ValueError, match="strategy 'topk' ranks by a score column .* pass by="):
+        sftpick.select(table(len=[3, 1, 2]), 1)
+
+
+def test_a_diversity_strategy_chooses_by_coverage_without_a_ranking():
+    points = np.array([[1, 0], [0.99, 0.14], [0, 1], [-1, 0], [0.14, 0.99]], dtype=np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    selection = sftpick.select(table(len=[5, 4, 3, 2, 1]), 3, strategy="kcenter", embeddings=points)
+    assert selection.order.tolist() == [0, 3, 2]  # input order starts, then farthest first
+    assert any("coverage alone" in note for note in selection.notes)
+    with pytest.raises(ValueError, match="nothing ranks them"):
+        sftpick.select(table(len=[5, 4, 3, 2, 1]), 2, strategy="kcenter", pool=3, embeddings=points)
+
+
+def test_run_writes_rank_and_the_subset_in_pick_order(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(SAMPLE), "-o", str(out), "--scorers", "len,mtld", "--by", "len",
+                                      "--budget", "8", "--where", "mtld>=40", "--order", "pick", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    scores = pq.read_table(out / "scores.parquet").to_pandas()
+    chosen = scores[scores.selected].sort_values("rank")
+    assert chosen["rank"].tolist() == list(range(1, 9)) and scores[~scores.selected]["rank"].isna().all()
+    assert (chosen["mtld"] >= 40).all() and chosen["len"].is_monotonic_decreasing
+    records = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    subset = [json.loads(line) for line in (out / "selected.jsonl").read_text().splitlines()]
+    assert subset == [records[row] for row in chosen["row"]]
+    manifest = json.loads((out / "manifest.json").read_text())
+    dropped = manifest["selection"]["dropped"]["not mtld >= 40 (--where)"]
+    assert dropped == int((~(scores["mtld"] >= 40)).sum()) > 0
+    assert "not mtld &gt;= 40 (--where)" in (out / "report.html").read_text()
+
+
+def test_run_checks_filters_and_order_before_scoring(tmp_path):
+    for args, fragment in ((["--where", "judge>=4.5"], "filter judge >= 4.5 names no column"),
+                           (["--order", "best"], "order='best' is not one of input, pick"),
+                           (["--where", "len=>3"], "should be COLUMN OP NUMBER")):
+        result = CliRunner().invoke(app, ["run", str(SAMPLE), "-o", str(tmp_path / "out"), "--scorers", "len",
+                                          "--by", "len", *args])
+        assert result.exit_code == 2 and fragment in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "out" / "cache").exists()
