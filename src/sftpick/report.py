@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .embeddings import embeddings_path, load_embeddings
 from .io import read_dataset
 from .writers import atomic_write, output_lock, remove_stale_temps
 from .provenance import align, verify_run
@@ -24,6 +25,9 @@ NOT_SCORES = {"row", "id", "selected", "rank"}
 WEBGL_FROM = 5000  # rows from which the scatter is drawn with WebGL
 MAX_POINTS = 20000  # not-selected points drawn in the scatter (all selected ones are)
 BINS = 40
+COLLAPSE_SHARE = 0.5  # one value holding this share of a score column is warned about
+COLLAPSE_MIN_RECORDS = 20  # fewer records say nothing about collapse
+LOG_SPREAD = 100  # p99 / p1 of a positive column above this: its histogram is drawn in log10
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -59,12 +63,17 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, manif
 
 def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes: list[str], examples: int) -> str:
     by, ascending = _ranking(manifest, table)
+    notes = notes + collapse_warnings(table)
     body = [
         f"<h1>sftpick report: {_e(run_dir.resolve().name)}</h1>",
         *(f'<p class="note">{_e(n)}</p>' for n in notes),
         "<h2>Records</h2>", _counts_html(manifest, table),
+        "<h2>Scorers</h2>", _scorers_html(manifest),
         "<h2>Score distributions</h2>", _figure_html(_distributions(table)),
         "<h2>Selected vs not</h2>", _figure_html(_scatter(table, by)),
+        "<h2>Embedding space</h2>", _figure_html(_embedding_map(table, embeddings_path(run_dir / "scores.parquet")),
+                                                 "no embeddings were made in this run (a kNN scorer or a diversity "
+                                                 "strategy makes them)."),
         f"<h2>Best and worst by {_e(by)}</h2>", _examples_html(table, texts, by, ascending, examples),
         "<h2>Manifest</h2>", f'<pre class="manifest">{_e(json.dumps(manifest, indent=2))}</pre>',
     ]
@@ -124,6 +133,46 @@ def _counts_html(manifest: dict, table: pa.Table) -> str:
     return f'<table id="counts">{cells}</table>'
 
 
+def collapse_warnings(table: pa.Table, share: float = COLLAPSE_SHARE) -> list[str]:
+    """A warning for each score column where one value holds at least `share` of the records:
+    a judge or rating model that gives (nearly) everything the same rating (deita#36)."""
+    warnings = []
+    for name in _score_columns(table):
+        values = table.column(name).to_numpy(zero_copy_only=False).astype(float)
+        values = values[np.isfinite(values)]
+        if len(values) < COLLAPSE_MIN_RECORDS:
+            continue
+        distinct, counts = np.unique(values, return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] >= share * len(values):
+            warnings.append(f"{name}: {counts[top] / len(values):.0%} of the {len(values)} records have the value "
+                            f"{distinct[top]:g}; a rating that collapses to one value cannot rank them "
+                            "(check the judge's prompt and model).")
+    return warnings
+
+
+def _scorers_html(manifest: dict) -> str:
+    """Per scorer: time, records scored now and from the cache, and what it counted (retries,
+    parse failures, recall of an approximate index, …)."""
+    scorers = manifest.get("timings", {}).get("scorers", {})
+    if not scorers:
+        return '<p class="note">the manifest holds no scorer timings.</p>'
+    rows = "".join(f"<tr><th>{_e(name)}</th><td>{_e(', '.join(f'{k} = {v}' for k, v in stats.items()))}</td></tr>"
+                   for name, stats in scorers.items())
+    return f'<table id="scorers">{rows}</table>'
+
+
+def _histogram_values(values: np.ndarray, name: str) -> tuple[np.ndarray, str]:
+    """Values as drawn: log10 for perplexity-like columns (positive, spanning orders of
+    magnitude), where one outlier would otherwise squeeze the rest into a single bar."""
+    finite = values[np.isfinite(values)]
+    spread = len(finite) and finite.min() > 0 and np.percentile(finite, 99) > LOG_SPREAD * np.percentile(finite, 1)
+    if name.startswith("ppl") or spread:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log10(values), f"{name} (log10)"
+    return values, name
+
+
 def _distributions(table: pa.Table):
     """One histogram per score column, selected and not overlaid."""
     from plotly.subplots import make_subplots
@@ -134,10 +183,11 @@ def _distributions(table: pa.Table):
         return None
     ncols = min(3, len(columns))
     nrows = -(-len(columns) // ncols)
-    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=columns)
+    drawn = [_histogram_values(table.column(name).to_numpy(zero_copy_only=False).astype(float), name)
+             for name in columns]
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[title for _, title in drawn])
     chosen = _selected(table)
-    for i, name in enumerate(columns):
-        values = table.column(name).to_numpy(zero_copy_only=False).astype(float)
+    for i, (values, _) in enumerate(drawn):
         finite = np.isfinite(values)
         edges = np.histogram_bin_edges(values[finite], bins=BINS) if finite.any() else np.array([0.0, 1.0])
         for label, mask, color in (("not selected", ~chosen, "#9aa5b1"), ("selected", chosen, "#d9480f")):
@@ -171,6 +221,34 @@ def _scatter(table: pa.Table, by: str):
     title = f"not selected: a random {shown.sum()} of {(~chosen).sum()} shown" if shown.sum() < (~chosen).sum() else None
     fig.update_layout(xaxis_title=x_name, yaxis_title=by, height=420, title=title,
                       margin=dict(t=40 if title else 20, b=40, l=50, r=10))
+    return fig
+
+
+def _embedding_map(table: pa.Table, path: Path):
+    """The records' embeddings projected on their first two principal components, selected
+    against not: how a person checks that a subset covers the data."""
+    import plotly.graph_objects as go
+
+    if not path.is_file():
+        return None
+    cached_rows, vectors, meta = load_embeddings(path)
+    at = {int(r): i for i, r in enumerate(cached_rows)}
+    rows = table.column("row").to_numpy()
+    present = np.array([int(r) in at for r in rows])
+    if present.sum() < 3:
+        return None
+    x = vectors[[at[int(r)] for r in rows[present]]].astype(np.float64)
+    x -= x.mean(axis=0)
+    _, _, components = np.linalg.svd(x[_thin(np.ones(len(x), bool), MAX_POINTS)], full_matrices=False)
+    xy = x @ components[:2].T
+    chosen = _selected(table)[present]
+    shown = _thin(~chosen, MAX_POINTS)
+    scatter = go.Scattergl if len(xy) > WEBGL_FROM else go.Scatter
+    fig = go.Figure([scatter(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, marker_color=color,
+                             marker_size=5, opacity=0.7)
+                     for label, mask, color in (("not selected", shown, "#9aa5b1"), ("selected", chosen, "#d9480f"))])
+    fig.update_layout(xaxis_title="PC 1", yaxis_title="PC 2", height=460, margin=dict(t=40, b=40, l=50, r=10),
+                      title=f"{meta.get('model', 'embeddings')}: first two principal components")
     return fig
 
 
@@ -215,9 +293,9 @@ def _card(table: pa.Table, texts: dict, index: int, by: str) -> str:
 
 # ---------------------------------------------------------------- html
 
-def _figure_html(fig) -> str:
+def _figure_html(fig, missing: str = "no numeric score column to plot.") -> str:
     if fig is None:
-        return '<p class="note">no numeric score column to plot.</p>'
+        return f'<p class="note">{_e(missing)}</p>'
     return f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}</div>'
 
 
