@@ -101,3 +101,22 @@ def test_run_checks_filters_and_order_before_scoring(tmp_path):
                                           "--by", "len", *args])
         assert result.exit_code == 2 and fragment in " ".join(result.output.split()), result.output
     assert not (tmp_path / "out" / "cache").exists()
+
+
+def test_facility_euclidean_kernel_makes_superfiltering_s_picks():
+    """Superfiltering's do_fla.py objective (submodlib, dense, euclidean): the same 40 picks,
+    in the same order, as submodlib-py 0.0.3 made on the same embeddings (fixture)."""
+    fixtures = Path(__file__).parent / "fixtures"
+    vectors = np.load(fixtures / "sample_alpaca_minilm.npy", allow_pickle=False)
+    golden = json.loads((fixtures / "superfiltering_fla_picks.json").read_text())
+    selection = sftpick.select(table(len=np.ones(len(vectors))), golden["budget"], strategy="facility",
+                               kernel="euclidean", embeddings=vectors)
+    assert selection.order.tolist() == golden["picks"]
+    cosine = sftpick.select(table(len=np.ones(len(vectors))), golden["budget"], strategy="facility", embeddings=vectors)
+    assert cosine.stats["kernel"] == "cosine" and len(set(cosine.order) & set(golden["picks"])) < golden["budget"]
+
+
+def test_facility_rejects_an_unknown_kernel():
+    vectors = np.eye(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="kernel='rbf' is not one of cosine, euclidean"):
+        sftpick.select(table(len=[1, 2, 3, 4]), 2, strategy="facility", kernel="rbf", embeddings=vectors)

@@ -57,6 +57,8 @@ Clusters = Annotated[Optional[int], typer.Option(help="clusters: number of k-mea
                                                      "10 records for a pool under 1,000).")]
 Quota = Annotated[Optional[str], typer.Option(help="clusters: per-cluster quota, proportional | equal (default proportional).")]
 Neighbors = Annotated[Optional[int], typer.Option(help="facility: nearest neighbours per record in the similarity graph (default 10).")]
+Kernel = Annotated[Optional[str], typer.Option(help="facility: cosine (sparse k-NN graph, the default: scales) | euclidean "
+                                               "(Superfiltering's dense submodlib objective, up to 10,000 records).")]
 Seed = Annotated[Optional[int], typer.Option(help="clusters, facility: random seed of k-means (default 0).")]
 SeedSet = Annotated[Optional[Path], typer.Option(help="kcenter: records already chosen (an input file); "
                                                  "new picks start far from them.")]
@@ -106,10 +108,10 @@ def _scorer_options(model, variant, template, max_length, device, dtype, token_b
             "trust_remote_code": trust_remote_code}
 
 
-def _strategy_options(tau, clusters, quota, neighbors, seed, seed_set) -> dict:
+def _strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set) -> dict:
     """The strategy options given; api.select says when one does not apply."""
-    given = {"tau": tau, "clusters": clusters, "quota": quota, "neighbors": neighbors, "seed": seed,
-             "seed_set": seed_set}
+    given = {"tau": tau, "clusters": clusters, "quota": quota, "neighbors": neighbors, "kernel": kernel,
+             "seed": seed, "seed_set": seed_set}
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -153,14 +155,15 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
            budget: Budget, by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None,
            min_ifd: MinIfd = None, where: Where = None, strategy: Strategy = "topk", fmt: Format = None,
            pool: Pool = None, tau: Tau = None, clusters: Clusters = None, quota: Quota = None,
-           neighbors: Neighbors = None, seed: Seed = None, seed_set: SeedSet = None, order: Order = "input"):
+           neighbors: Neighbors = None, kernel: Kernel = None, seed: Seed = None, seed_set: SeedSet = None,
+           order: Order = "input"):
     """Choose records by their scores and write them in the input's own format."""
     if order not in ORDERS:
         raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
     dataset = read_dataset(data, fmt)
     selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
                            where=where, strategy=strategy, pool=pool, data=dataset,
-                           **_strategy_options(tau, clusters, quota, neighbors, seed, seed_set))
+                           **_strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set))
     write_subset(dataset, selection.order, output, order=order)
     _print_selection(selection)
     console.print(f"subset: {output}")
@@ -174,7 +177,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         device: Device = "auto", dtype: Dtype = "auto", token_budget: TokenBudget = None,
         by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None, min_ifd: MinIfd = None,
         where: Where = None, strategy: Strategy = "topk", pool: Pool = None, tau: Tau = None,
-        clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, seed: Seed = None,
+        clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, kernel: Kernel = None,
+        seed: Seed = None,
         seed_set: SeedSet = None, order: Order = "input",
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
@@ -185,7 +189,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
         workers=workers, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
         strategy=strategy, pool=pool, order=order,
-        strategy_options=_strategy_options(tau, clusters, quota, neighbors, seed, seed_set),
+        strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
     _print_counts(scored.counts, scored.rejects)

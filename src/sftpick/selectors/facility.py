@@ -5,11 +5,18 @@ evaluation (Minoux, "Accelerated greedy algorithms for maximizing submodular set
 functions", 1978); f is monotone submodular, so greedy reaches (1 - 1/e) of the optimum
 (Nemhauser, Wolsey & Fisher 1978).
 
-sim(i, j) = max(0, cosine) when j is one of the `neighbors` nearest records of i (or j = i),
-else 0: a sparse k-NN graph instead of a dense n×n matrix, so 100k records fit. The graph is
-exact (faiss brute force, block by block) up to `EXACT_UP_TO` records and an IVF index
-(√n lists, `_NPROBE` probed, k-means seeded by `seed`) above. Lazy greedy returns exactly
-the plain greedy's picks (ties to the lower position).
+Two similarity kernels:
+- `kernel="cosine"` (the default): sim(i, j) = max(0, cosine) when j is one of the
+  `neighbors` nearest records of i (or j = i), else 0: a sparse k-NN graph instead of a
+  dense n×n matrix, so 100k records fit. The graph is exact (faiss brute force, block by
+  block) up to `EXACT_UP_TO` records and an IVF index (√n lists, `_NPROBE` probed, k-means
+  seeded by `seed`) above. It is the default because it scales; on normalised sentence
+  embeddings cosine is what "similar" means.
+- `kernel="euclidean"`: Superfiltering's own objective (`code_diversity_fla/do_fla.py` runs
+  submodlib's dense FacilityLocationFunction with metric "euclidean"), sim(i, j) =
+  exp(-‖x_i − x_j‖ / d) for d-dimensional vectors (submodlib's `euclidean_similarity`), over
+  all pairs: n² memory, so up to `DENSE_UP_TO` records (use `--pool` above that).
+Lazy greedy returns exactly the plain greedy's picks (ties to the lower position).
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ from . import register
 from .ranking import check_embeddings, unit_rows
 
 EXACT_UP_TO = 20_000
+DENSE_UP_TO = 10_000  # the euclidean kernel keeps n×n float64 matrices: 0.8 GB each there
+KERNELS = ("cosine", "euclidean")
 _NPROBE = 10
 _QUERY_BLOCK = 16_384
 
@@ -33,21 +42,28 @@ class Facility:
     name = "facility"
     needs_embeddings = True
 
-    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, neighbors: int = 10, seed: int = 0):
+    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, neighbors: int = 10,
+                 kernel: str = "cosine", seed: int = 0):
         self.by = by
         self.ascending = ascending
         self.neighbors = neighbors
+        self.kernel = kernel
         self.seed = seed
 
     def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Positions in pick order; `stats_["facility_value"]` is f(S) on the graph."""
+        """Positions in pick order; `stats_["facility_value"]` is f(S) under the kernel."""
         if self.neighbors < 1:
             raise ValueError(f"facility: neighbors={self.neighbors} should be >= 1")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"facility: kernel={self.kernel!r} is not one of {', '.join(KERNELS)}")
         vectors = check_embeddings(embeddings, table.num_rows, self.name)
-        graph = knn_graph(vectors, self.neighbors, seed=self.seed)
-        chosen, value = lazy_greedy(graph, budget)
-        self.stats_ = {"facility_value": value, "neighbors": self.neighbors,
-                       "graph": "exact" if len(vectors) <= EXACT_UP_TO else f"ivf nprobe={_NPROBE}"}
+        if self.kernel == "euclidean":
+            chosen, value = lazy_greedy_dense(euclidean_similarity(vectors), budget)
+            self.stats_ = {"facility_value": value, "kernel": "euclidean (dense, submodlib's)"}
+        else:
+            chosen, value = lazy_greedy(knn_graph(vectors, self.neighbors, seed=self.seed), budget)
+            self.stats_ = {"facility_value": value, "kernel": "cosine", "neighbors": self.neighbors,
+                           "graph": "exact" if len(vectors) <= EXACT_UP_TO else f"ivf nprobe={_NPROBE}"}
         self.notes_ = [] if len(chosen) >= budget else [
             f"facility: selected {len(chosen)} of {budget}: the other records add nothing "
             "(duplicates of chosen ones)"]
@@ -86,21 +102,51 @@ def _search(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def euclidean_similarity(x: np.ndarray) -> np.ndarray:
+    """Dense W[i, j] = exp(-‖x_i − x_j‖ / d) (float64, for sums that do not depend on order
+    of addition as float32 ones would). No input validation beyond the size limit."""
+    n, dim = x.shape
+    if n > DENSE_UP_TO:
+        raise ValueError(f"facility: kernel='euclidean' keeps an n×n matrix; {n} records is over "
+                         f"{DENSE_UP_TO}: choose among fewer with --pool, or use kernel='cosine'")
+    x = x.astype(np.float64)
+    squared = np.einsum("ij,ij->i", x, x)
+    distance = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * x @ x.T, 0))
+    np.fill_diagonal(distance, 0)
+    return np.exp(-distance / dim)
+
+
 def lazy_greedy(graph: sparse.csc_matrix, budget: int) -> tuple[np.ndarray, float]:
-    """Greedy maximisation of Σ_i max_{j∈S} W[i, j] with a heap of stale upper bounds.
-    Returns the picks (pick order) and f(S). Stops early when no record adds anything."""
-    n = graph.shape[0]
+    """Greedy maximisation of Σ_i max_{j∈S} W[i, j] on a sparse graph (column j: the
+    records j covers), ties to the lower position. Returns the picks (pick order) and f(S)."""
     indptr, indices, data = graph.indptr, graph.indices, graph.data
+    return _lazy_greedy(lambda j: (indices[indptr[j]:indptr[j + 1]], data[indptr[j]:indptr[j + 1]]),
+                        np.asarray(graph.sum(axis=0)).ravel(), graph.shape[0], budget, tie=1)
+
+
+def lazy_greedy_dense(similarity: np.ndarray, budget: int) -> tuple[np.ndarray, float]:
+    """The same on a dense symmetric similarity matrix, ties to the higher position as
+    submodlib's LazyGreedy breaks them (so Superfiltering's picks come out the same)."""
+    everyone = slice(None)
+    return _lazy_greedy(lambda j: (everyone, similarity[:, j]), similarity.sum(axis=0), len(similarity), budget,
+                        tie=-1)
+
+
+def _lazy_greedy(column, gains: np.ndarray, n: int, budget: int, *, tie: int) -> tuple[np.ndarray, float]:
+    """Lazy greedy with a heap of stale upper bounds; `column(j)` gives (rows, weights) of
+    what j covers; equal gains go to the lower position (`tie=1`) or the higher (`tie=-1`).
+    Stops early when no record adds anything."""
     best = np.zeros(n)  # max_{j∈S} W[i, j] so far
-    heap = [(-float(g), j) for j, g in enumerate(np.asarray(graph.sum(axis=0)).ravel())]
+    heap = [(-float(g), tie * j) for j, g in enumerate(gains)]
     heapq.heapify(heap)
     chosen: list[int] = []
     while heap and len(chosen) < budget:
-        _, j = heapq.heappop(heap)
-        rows, weights = indices[indptr[j]:indptr[j + 1]], data[indptr[j]:indptr[j + 1]]
+        _, key = heapq.heappop(heap)
+        j = tie * key
+        rows, weights = column(j)
         gain = float(np.maximum(weights - best[rows], 0).sum())
-        if heap and (-gain, j) > heap[0]:
-            heapq.heappush(heap, (-gain, j))  # stale bound was too high: re-queue with the fresh one
+        if heap and (-gain, key) > heap[0]:
+            heapq.heappush(heap, (-gain, key))  # stale bound was too high: re-queue with the fresh one
             continue
         if gain <= 0:
             break
