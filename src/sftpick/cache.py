@@ -21,6 +21,12 @@ from .writers import atomic_write, write_parquet
 KEY = "content_hash"
 
 
+def content_digest(keys) -> str:
+    """One short hash of a set of content hashes (order does not matter): what a
+    whole-dataset result or a vectors file was made from."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
 def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

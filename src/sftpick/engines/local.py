@@ -3,7 +3,6 @@ batches hold similar lengths, cut into shards, and each finished shard is saved 
 next starts, so a killed run resumes where it stopped. Duplicated content is scored once."""
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import ShardStore
+from ..cache import ShardStore, content_digest
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
@@ -58,7 +57,7 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
     # A whole-dataset scorer (e.g. kNN) gets every distinct example in one call; its
     # scores depend on all of them, so the cache key includes their content.
     whole = getattr(scorer, "whole_dataset", False)
-    config = {**scorer.config(), "examples": _digest(unique)} if whole else scorer.config()
+    config = {**scorer.config(), "examples": content_digest(unique)} if whole else scorer.config()
     store = ShardStore(cache_dir, scorer.name, config) if cache_dir else None
     done = store.load() if store else {}
     pending = [e for key, e in unique.items() if key not in done]
@@ -115,10 +114,6 @@ def _pieces(shard: range, costs: np.ndarray, token_budget: int | None) -> list[r
             start, total = i, 0.0
         total += costs[i]
     return pieces + [range(start, shard.stop)]
-
-
-def _digest(keys) -> str:
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def _gather(examples: list[Example], done: dict[str, dict], names: tuple[str, ...]) -> dict[str, np.ndarray]:

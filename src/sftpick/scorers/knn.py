@@ -13,11 +13,11 @@ is measured on 1,000 sampled queries and printed. This scorer needs every exampl
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from ..cache import content_digest
 from ..embeddings import EMBED_TEXTS, embed_examples
 from ..examples import Example
 from ..models import DEFAULT_EMBEDDER, _quiet_transformers, resolve_device
@@ -163,10 +163,6 @@ def _kth_other(ids: np.ndarray, sq: np.ndarray, k: int) -> np.ndarray:
     position = np.argmax(np.cumsum(keep, axis=1) == k, axis=1)
     kth = sq[np.arange(len(sq)), position]
     return np.where(keep.sum(axis=1) >= k, kth, np.nan)
-
-
-def content_digest(keys: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def _say(message: str) -> None:

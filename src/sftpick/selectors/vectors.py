@@ -4,12 +4,12 @@ an earlier selection) and matched by `row`; when absent, stale or incomplete, co
 the default embedder from the records and saved there, so the next call reuses them."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from ..cache import content_digest
 from ..embeddings import embed_examples, embeddings_path, load_embeddings, save_embeddings
 from ..examples import Example
 from ..models import DEFAULT_EMBEDDER
@@ -40,7 +40,7 @@ def table_vectors(table: pa.Table, path: Path | None, examples: list[Example] | 
                          f"({len(missing)} rows missing): is it the file that was scored?")
     chosen = [by_row[r] for r in rows]
     meta = {"model": DEFAULT_EMBEDDER, "text": "whole", "normalized": True,
-            "content_digest": _digest([e.content_hash for e in chosen])}
+            "content_digest": content_digest([e.content_hash for e in chosen])}
     vectors = _embed_unique(chosen)
     if path is not None:
         save_embeddings(path, rows, vectors, meta)
@@ -62,12 +62,7 @@ def _matches(meta: dict, cached_rows: np.ndarray, by_row: dict[int, Example]) ->
         return True
     if any(int(r) not in by_row for r in cached_rows):
         return False
-    return meta["content_digest"] == _digest([by_row[int(r)].content_hash for r in cached_rows])
-
-
-def _digest(keys: list[str]) -> str:
-    # Same definition as the kNN indicator's, so either side can check the other's file.
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+    return meta["content_digest"] == content_digest([by_row[int(r)].content_hash for r in cached_rows])
 
 
 def _embed_unique(examples: list[Example]) -> np.ndarray:
