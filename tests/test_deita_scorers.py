@@ -73,9 +73,9 @@ def test_matches_deita_reference_one_record_at_a_time(deita, examples):
 def test_plain_forward_equals_deitas_generate_scores(deita, examples):
     """DEITA reads `generate(..., output_scores=True).scores[0][0]`; greedy with no logits
     processors, as here, that is the plain forward's last-position logits."""
-    lm = deita.quality_.lm
-    ids = lm.tokenizer.encode(QUALITY_PROMPT.format(instruction=examples[0].messages[0]["content"],
-                                                    output=examples[0].response), return_tensors="pt")
+    lm = deita.complexity_.lm
+    ids = lm.tokenizer.encode(COMPLEXITY_PROMPT.format(instruction=examples[0].messages[0]["content"]),
+                              return_tensors="pt")
     with torch.no_grad():
         generated = lm.model.generate(ids, max_new_tokens=2, num_return_sequences=1, return_dict_in_generate=True,
                                       output_scores=True, do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)
@@ -144,12 +144,12 @@ def test_options_reach_the_right_scorer_without_loading():
 def test_score_and_select_by_evol_score(tmp_path, real_dataset):
     data = tmp_path / "data.jsonl"
     records = [{"conversations": [{"from": "human", "value": e.messages[0]["content"]},
-                                  {"from": "gpt", "value": e.response}]} for e in real_dataset.examples[:3]]
+                                  {"from": "gpt", "value": e.response}]} for e in real_dataset.examples[:2]]
     data.write_text("".join(json.dumps(r) + "\n" for r in records + [MULTI_TURN]))
     result = api.score(data, tmp_path / "scores.parquet", scorers=["deita"], progress=False, device="cpu")
     table = result.table
-    assert table.num_rows == 4 and result.scorers[0]["scorer"] == "deita"
-    assert table.column("deita_turns").to_pylist() == [1, 1, 1, 2]
+    assert table.num_rows == 3 and result.scorers[0]["scorer"] == "deita"
+    assert table.column("deita_turns").to_pylist() == [1, 1, 2]
     selection = api.select(tmp_path / "scores.parquet", 2, by="deita_score")
     best = np.argsort(-table.column("deita_score").to_numpy(), kind="stable")[:2]
     assert sorted(selection.rows) == sorted(table.column("row").to_numpy()[best])
