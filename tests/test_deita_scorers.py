@@ -4,8 +4,11 @@ base.py and llama_scorer.py; multi-turn as src/deita/pipeline/score_pipeline.py 
 turns and src/deita/selection/filter/combined_filter.py sums them), on the embedded
 SmolLM2-135M and real records."""
 import json
+import subprocess
+import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from scipy.special import softmax
@@ -141,15 +144,21 @@ def test_options_reach_the_right_scorer_without_loading():
         api.build_scorers(["deita"], {"max_length": 0})
 
 
-def test_score_and_select_by_evol_score(tmp_path, real_dataset):
-    data = tmp_path / "data.jsonl"
+def test_cli_run_ranks_by_evol_score(tmp_path, real_dataset):
+    """DEITA's pipeline from the command line: both scorers, then the best by deita_score."""
     records = [{"conversations": [{"from": "human", "value": e.messages[0]["content"]},
                                   {"from": "gpt", "value": e.response}]} for e in real_dataset.examples[:2]]
+    data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records + [MULTI_TURN]))
-    result = api.score(data, tmp_path / "scores.parquet", scorers=["deita"], progress=False, device="cpu")
-    table = result.table
-    assert table.num_rows == 3 and result.scorers[0]["scorer"] == "deita"
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "sftpick.cli", "run", str(data), "-o", str(out), "--scorers", "deita",
+                             "--by", "deita_score", "--budget", "1", "--deita-quality-model", "smollm2-135m",
+                             "--max-length", "512", "--device", "cpu", "--no-progress"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    (config,) = manifest["scorers"]
+    assert config["scorer"] == "deita" and config["max_length"] == 512 and config["quality_model"] == "smollm2-135m"
+    table = pq.read_table(out / "scores.parquet")
     assert table.column("deita_turns").to_pylist() == [1, 1, 2]
-    selection = api.select(tmp_path / "scores.parquet", 2, by="deita_score")
-    best = np.argsort(-table.column("deita_score").to_numpy(), kind="stable")[:2]
-    assert sorted(selection.rows) == sorted(table.column("row").to_numpy()[best])
+    best = table.column("row").to_numpy()[np.argmax(table.column("deita_score").to_numpy())]
+    assert json.loads((out / "selected.jsonl").read_text()) == (records + [MULTI_TURN])[best]
