@@ -132,6 +132,13 @@ def test_prompt_over_max_length_is_rejected_not_truncated(examples):
     assert not np.isnan(scores["deita_complexity"][~rejected]).any()
 
 
+def test_a_record_without_a_user_turn_is_rejected(deita):
+    example = to_example({"messages": [{"role": "system", "content": "Greet."},
+                                       {"role": "assistant", "content": "Hello!"}]}, 0, "openai")
+    scores = deita.score([example])
+    assert scores[REJECT][0].startswith("no user turn to rate") and np.isnan(scores["deita_score"][0])
+
+
 def test_options_reach_the_right_scorer_without_loading():
     ifd, complexity, quality = api.build_scorers(
         ["ifd", "deita_complexity", "deita_quality"],

@@ -89,7 +89,8 @@ class RatingLM:
         """Per example, the token ids of each turn's prompt (special tokens as the tokenizer
         adds them, as DEITA's `tokenizer.encode` does)."""
         texts = [[self.prompt.format(instruction=q, output=a) for q, a in turns(e)] for e in batch]
-        flat = self.lm.tokenizer([t for per_example in texts for t in per_example])["input_ids"]
+        flat_texts = [t for per_example in texts for t in per_example]
+        flat = self.lm.tokenizer(flat_texts)["input_ids"] if flat_texts else []
         out, start = [], 0
         for per_example in texts:
             out.append(flat[start: start + len(per_example)])
@@ -99,7 +100,7 @@ class RatingLM:
     def rate(self, batch: list[Example]) -> tuple[list[np.ndarray], list[str | None]]:
         """Per example, its turns' ratings (empty where rejected) and the reject reason."""
         encoded = self.encode(batch)
-        reasons = [self._too_long(prompts) for prompts in encoded]
+        reasons = [self._reject_reason(prompts) for prompts in encoded]
         ok = [i for i, reason in enumerate(reasons) if reason is None]
         sequences = [ids for i in ok for ids in encoded[i]]
         ratings = expected_rating(self.logits(sequences, self.token_ids, self.token_budget)) if sequences else []
@@ -112,7 +113,9 @@ class RatingLM:
     def cost(self, examples: list[Example]) -> np.ndarray:
         return np.array([sum(map(len, prompts)) for prompts in self.encode(examples)])
 
-    def _too_long(self, prompts: list[list[int]]) -> str | None:
+    def _reject_reason(self, prompts: list[list[int]]) -> str | None:
+        if not prompts:
+            return "no user turn to rate: DEITA rates (user turn, assistant answer) pairs"
         for t, ids in enumerate(prompts, 1):
             if len(ids) > self.max_length:
                 return (f"DEITA prompt too long: turn {t} has {len(ids)} tokens, over max_length="
