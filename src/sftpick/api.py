@@ -99,7 +99,7 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
     vectors to `embeddings` (default: `embeddings_path(output)`), under a lock on `output`.
 
     `options` go to the scorers that accept them: model, variant, template, max_length,
-    device, dtype, token_budget, trust_remote_code, … Every option is checked before the
+    device, dtype, token_budget, trust_remote_code, deita_complexity_model, … Every option is checked before the
     data is read or a model loads.
     """
     _check_positive(shard_size=shard_size, workers=workers)

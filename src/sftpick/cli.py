@@ -30,7 +30,8 @@ Scorers = Annotated[str, typer.Option(help="Comma-separated scorers.")]
 Model = Annotated[str, typer.Option(help="Causal LM: embedded name, hub id, local folder or .gguf file.")]
 Variant = Annotated[str, typer.Option(help="IFD variant: superfiltering | cherry.")]
 Template = Annotated[Optional[str], typer.Option(help="Prompt template: none | alpaca | chat (default: by variant).")]
-MaxLength = Annotated[int, typer.Option(help="Longest sequence scored, in tokens.")]
+MaxLength = Annotated[Optional[int], typer.Option(help="Longest sequence scored, in tokens (default: 1024 for ifd, "
+                                                      "2048 for the deita scorers).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16.")]
 TokenBudget = Annotated[Optional[int], typer.Option(help="Tokens per batch (default: 1024 CPU, 16384 CUDA).")]
@@ -68,6 +69,10 @@ EmbedText = Annotated[str, typer.Option(help="Text embedded for `knn_K`: whole |
 KnnIndex = Annotated[str, typer.Option(help="kNN search: exact | hnsw | ivf (approximate; recall@k printed).")]
 Offline = Annotated[bool, typer.Option(help="Never reach the network: hub models must be in the local cache "
                                              "(same as HF_HUB_OFFLINE=1).")]
+DeitaComplexityModel = Annotated[str, typer.Option(help="Causal LM for `deita_complexity` and `deita`, e.g. "
+                                                   "hkust-nlp/deita-complexity-scorer (default: the embedded stand-in).")]
+DeitaQualityModel = Annotated[str, typer.Option(help="Causal LM for `deita_quality` and `deita`, e.g. "
+                                                "hkust-nlp/deita-quality-scorer (default: the embedded stand-in).")]
 RuleFile = Annotated[Optional[Path], typer.Option(help="Rule file (JSON) for `rule` (default: the paper's rule).")]
 
 
@@ -124,12 +129,13 @@ def _indicator_options(reward_model, embedder, embed_text, knn_index, rule_file)
 @_clean_errors
 def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", help="Scores table (.parquet).")],
           scorers: Scorers = "ifd", model: Model = DEFAULT_LM, variant: Variant = "superfiltering",
-          template: Template = None, max_length: MaxLength = 1024, device: Device = "auto",
+          template: Template = None, max_length: MaxLength = None, device: Device = "auto",
           dtype: Dtype = "auto", token_budget: TokenBudget = None, fmt: Format = None,
           strict: Strict = False, trust_remote_code: TrustRemoteCode = False, progress: Progress = True,
           rejects: Annotated[Optional[Path], typer.Option(help="Rejects file (default: beside the output).")] = None,
           reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole",
           knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
+          deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
           shard_size: Annotated[int, typer.Option(help="Records per saved shard (the unit of resume).")] = 64,
           workers: Workers = 1,
           proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
@@ -143,7 +149,8 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                      shard_size=shard_size, workers=workers, rejects=rejects,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
-                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
+                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
+                     deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model)
     _print_counts(result.counts, result.rejects)
     console.print(f"scores: {output}\nrejects: {rejects}")
 
@@ -173,7 +180,7 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
 @_clean_errors
 def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for all outputs.")],
         budget: Budget = "5%", scorers: Scorers = "ifd", model: Model = DEFAULT_LM,
-        variant: Variant = "superfiltering", template: Template = None, max_length: MaxLength = 1024,
+        variant: Variant = "superfiltering", template: Template = None, max_length: MaxLength = None,
         device: Device = "auto", dtype: Dtype = "auto", token_budget: TokenBudget = None,
         by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None, min_ifd: MinIfd = None,
         where: Where = None, strategy: Strategy = "topk", pool: Pool = None, tau: Tau = None,
@@ -183,6 +190,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
+        deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
         workers: Workers = 1, offline: Offline = False):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
@@ -191,7 +199,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         strategy=strategy, pool=pool, order=order,
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
-        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
+        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
+        deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model)
     _print_counts(scored.counts, scored.rejects)
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "

@@ -1,8 +1,10 @@
-"""Batched mean token cross-entropy over a labelled span of many token sequences.
+"""Batched kernels over many token sequences under one causal LM.
 
-The one numeric kernel behind IFD: sequences are sorted by length and packed into padded
-micro-batches under a token budget; the LM head runs only on the positions whose next
-token is scored, so the (tokens × vocabulary) logits never exist for prompts or padding.
+`SpanLoss`, behind IFD: the mean token cross-entropy over a labelled span of each sequence.
+`NextTokenLogits`, behind DEITA's scorers: the logits of a few chosen tokens as the next
+token after each whole sequence. Sequences are sorted by length and packed into
+right-padded micro-batches under a token budget; the LM head runs only on the positions
+that are read, so the (tokens × vocabulary) logits never exist for prompts or padding.
 """
 from __future__ import annotations
 
@@ -87,6 +89,43 @@ class SpanLoss:
             logits = head(hidden[start: start + self.head_chunk]).float()
             parts.append(F.cross_entropy(logits, targets[start: start + self.head_chunk], reduction="none"))
         return torch.cat(parts)
+
+
+class NextTokenLogits:
+    """Logits of `token_ids` at the position after each sequence's last token, one forward
+    per micro-batch (no input validation: sequences are non-empty)."""
+
+    def __init__(self, model, *, pad_id: int):
+        self.model = model
+        self.pad_id = pad_id
+        self.device = next(model.parameters()).device
+        self.fast = _head_matches_model(model)
+
+    @torch.inference_mode()
+    def __call__(self, sequences: list[list[int]], token_ids: list[int], token_budget: int) -> np.ndarray:
+        """[len(sequences), len(token_ids)] float64."""
+        logits = np.full((len(sequences), len(token_ids)), np.nan, dtype=np.float64)
+        lengths = np.array([len(ids) for ids in sequences])
+        columns = torch.tensor(token_ids, device=self.device)
+        for batch in micro_batches(lengths, token_budget):
+            logits[batch] = self._batch([sequences[i] for i in batch], columns)
+        return logits
+
+    def _batch(self, sequences: list[list[int]], columns: torch.Tensor) -> np.ndarray:
+        width = max(len(ids) for ids in sequences)
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        for r, sequence in enumerate(sequences):
+            ids[r, : len(sequence)] = torch.tensor(sequence)
+        ids = ids.to(self.device)
+        rows = torch.arange(len(sequences), device=self.device)
+        last = torch.tensor([len(s) - 1 for s in sequences], device=self.device)
+        # Right padding: under the causal mask no real token sees a pad (as in SpanLoss).
+        if self.fast:
+            hidden = self.model.base_model(input_ids=ids).last_hidden_state[rows, last]
+            logits = self.model.get_output_embeddings()(hidden)
+        else:
+            logits = self.model(input_ids=ids).logits[rows, last]
+        return logits[:, columns].double().cpu().numpy()
 
 
 @torch.inference_mode()
