@@ -48,3 +48,4 @@ def make_scorer(name: str, **options) -> Scorer:
 
 from . import ifd  # noqa: E402,F401  (modules register themselves)
 from . import knn, length, mtld, reward, rule  # noqa: E402,F401  (Instruction Mining indicators)
+from . import judge  # noqa: E402,F401  (AlpaGasus: an LLM judge over the OpenAI API)
