@@ -61,6 +61,14 @@ KnnIndex = Annotated[str, typer.Option(help="kNN search: exact | hnsw | ivf (app
 Offline = Annotated[bool, typer.Option(help="Never reach the network: hub models must be in the local cache "
                                              "(same as HF_HUB_OFFLINE=1).")]
 RuleFile = Annotated[Optional[Path], typer.Option(help="Rule file (JSON) for `rule` (default: the paper's rule).")]
+JudgeUrl = Annotated[Optional[str], typer.Option(help="`judge`: OpenAI base URL of the judge's server, e.g. http://127.0.0.1:8000/v1.")]
+JudgeModel = Annotated[Optional[str], typer.Option(help="`judge`: the model name the server serves.")]
+JudgePrompt = Annotated[Optional[str], typer.Option(help="`judge`: alpagasus (default: AlpaGasus's rating prompt) or a JSON prompt file.")]
+JudgeKeyEnv = Annotated[Optional[str], typer.Option(help="`judge`: NAME of the environment variable holding the API key (never the key).")]
+Concurrency = Annotated[Optional[int], typer.Option(help="`judge`: requests in flight at once (default 8).")]
+JudgeRetries = Annotated[Optional[int], typer.Option(help="`judge`: retries of a request on 429/5xx/timeouts before the run stops (default 6).")]
+JudgeTimeout = Annotated[Optional[float], typer.Option(help="`judge`: seconds to wait for one reply (default 60).")]
+JudgeMaxTokens = Annotated[Optional[int], typer.Option(help="`judge`: max_tokens of a reply (default 32; the score is on its first line).")]
 
 
 def _clean_errors(command):
@@ -100,6 +108,13 @@ def _scorer_options(model, variant, template, max_length, device, dtype, token_b
             "trust_remote_code": trust_remote_code}
 
 
+def _judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries, judge_timeout,
+                   judge_max_tokens) -> dict:
+    return {"judge_url": judge_url, "judge_model": judge_model, "judge_prompt": judge_prompt,
+            "judge_key_env": judge_key_env, "concurrency": concurrency, "judge_retries": judge_retries,
+            "judge_timeout": judge_timeout, "judge_max_tokens": judge_max_tokens}
+
+
 def _strategy_options(tau, clusters, quota, neighbors, seed, seed_set) -> dict:
     """The strategy options given; api.select says when one does not apply."""
     given = {"tau": tau, "clusters": clusters, "quota": quota, "neighbors": neighbors, "seed": seed,
@@ -127,6 +142,9 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
           check: Annotated[int, typer.Option(help="Records sampled (seed 0) for the --proxy check.")] = 500,
           min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None,
+          judge_url: JudgeUrl = None, judge_model: JudgeModel = None, judge_prompt: JudgePrompt = None,
+          judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None, judge_retries: JudgeRetries = None,
+          judge_timeout: JudgeTimeout = None, judge_max_tokens: JudgeMaxTokens = None,
           offline: Offline = False):
     """Score every record; write one row per scored record and a rejects file."""
     scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
@@ -135,7 +153,9 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                      shard_size=shard_size, workers=workers, rejects=rejects,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
-                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
+                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
+                     **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
+                                      judge_timeout, judge_max_tokens))
     _print_counts(result.counts, result.rejects)
     console.print(f"scores: {output}\nrejects: {rejects}")
 
@@ -170,7 +190,10 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
-        workers: Workers = 1, offline: Offline = False):
+        workers: Workers = 1, judge_url: JudgeUrl = None, judge_model: JudgeModel = None,
+        judge_prompt: JudgePrompt = None, judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None,
+        judge_retries: JudgeRetries = None, judge_timeout: JudgeTimeout = None,
+        judge_max_tokens: JudgeMaxTokens = None, offline: Offline = False):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
@@ -178,7 +201,9 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         by=by, ascending=ascending, max_ifd=max_ifd, strategy=strategy, pool=pool,
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, seed, seed_set),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
-        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file))
+        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
+        **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
+                         judge_timeout, judge_max_tokens))
     _print_counts(scored.counts, scored.rejects)
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "

@@ -77,9 +77,8 @@ class ChatClient:
                 for future in done:
                     index = pending.pop(future)
                     reply, error = _outcome(future)
-                    if error is not None:
+                    if error is not None:  # the worker has set `stop`: no new request starts
                         failure = failure or error
-                        stop.set()  # no new request starts; those in flight finish
                     elif reply is not None:
                         yield index, reply
             if failure is not None:
@@ -102,9 +101,13 @@ class ChatClient:
                 return None
             try:
                 return self._attempt(messages)
+            except JudgeRefused:
+                stop.set()  # at once, before another worker takes the next record
+                raise
             except _Transient as failure:
                 self._count("transient_failures")
                 if attempt == self.retries:
+                    stop.set()
                     raise JudgeUnavailable(self.redact(
                         f"the judge at {self.endpoint} failed {attempt + 1} times for one record "
                         f"(last: {failure})")) from None
