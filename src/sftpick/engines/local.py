@@ -86,8 +86,9 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
 def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], workers: int,
                    advance, *, in_pieces: bool):
     """(shard, scores) for every shard. In this process a shard is scored `in_pieces` of about
-    `_PIECE_BATCHES` of the scorer's batches, so progress moves every few seconds, not once a
-    shard; worker processes report whole shards."""
+    `_PIECE_BATCHES` of the scorer's batches (or of `piece_cost_`, when the scorer sets it: the
+    judge takes a few waves of concurrent requests), so progress moves every few seconds, not
+    once a shard; worker processes report whole shards."""
     if workers <= 1 or len(shards) <= 1:
         budget = getattr(scorer, "piece_cost_", None) or _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
         for shard in shards:

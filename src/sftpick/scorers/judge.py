@@ -28,6 +28,7 @@ that speaks the OpenAI chat API: `judge_url` is its base URL (`http://127.0.0.1:
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -74,6 +75,8 @@ class JudgeScorer:
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
         """Every option, before any request (and the key's variable is set, unread)."""
+        if importlib.util.find_spec("httpx") is None:
+            raise ValueError("scorer 'judge' needs httpx: pip install 'sftpick[judge]'")
         _check_url(self.judge_url)
         if not self.judge_model:
             raise ValueError("scorer 'judge' needs --judge-model NAME: the model the server at --judge-url serves")
