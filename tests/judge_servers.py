@@ -38,14 +38,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def transformers_serve(model: Path, log: Path, *, threads: int = 1, ready_within: float = 180.0) -> Iterator[str]:
-    """`transformers serve MODEL` on 127.0.0.1 (offline, CPU, `threads` torch threads: on a
-    busy 2-core machine two threads ran generation 10x slower than one); yields its OpenAI
-    base URL once it answers a chat request, and stops it afterwards."""
+def transformers_serve(model: Path, log: Path, *, threads: int | None = 1, extra: list[str] = (),
+                       ready_within: float = 180.0) -> Iterator[str]:
+    """`transformers serve MODEL` on 127.0.0.1 (offline, CPU, `threads` torch threads, None for
+    torch's default: on a busy 2-core machine two threads ran generation 10x slower than one);
+    yields its OpenAI base URL once it answers a chat request, and stops it afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model),
-               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
+               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
