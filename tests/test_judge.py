@@ -10,8 +10,10 @@ so both the score and the reject path run on real replies."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -19,6 +21,7 @@ from judge_servers import FaultProxy, embedded_model_folder, record_of, serving,
 
 import sftpick
 from sftpick.api import build_scorers
+from sftpick.cache import Journal
 from sftpick.scorers.judge import parse_rating, rate
 from sftpick.scorers.judge_client import JudgeRefused, JudgeUnavailable, retry_after
 from sftpick.scorers.judge_prompts import ALPAGASUS_SYSTEM, ALPAGASUS_USER, load_prompt
@@ -199,6 +202,53 @@ def test_a_judge_that_goes_down_stops_the_run_and_keeps_every_rating(direct, jud
     assert healthy.requests == N_RECORDS - 2  # the two saved ratings are not asked again
     assert resumed.timings["judge"]["from_journal"] == 2
     assert _outcomes(resumed) == _outcomes(direct[0])  # the 503s were never cached as rejects
+
+
+def test_a_killed_run_resumes_from_its_journal(direct, judge_server, records, tmp_path):
+    url, model = judge_server
+    data, prompt = records
+    out = tmp_path / "scores.parquet"
+    process = subprocess.Popen([sys.executable, "-m", "sftpick.cli", "score", str(data), "-o", str(out),
+                                "--scorers", "judge", "--judge-url", url, "--judge-model", model, "--judge-prompt",
+                                prompt, "--concurrency", "1", "--judge-max-tokens", "4", "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while len(_journal_lines(tmp_path)) < 2:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no rating was saved in 4 minutes"
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = len(_journal_lines(tmp_path))
+    assert 2 <= saved < N_RECORDS and not out.exists()
+    proxy = FaultProxy(url, first=(), rate=0.0)
+    with serving(proxy) as proxy_url:
+        resumed = _judge(data, out, proxy_url, model, prompt)
+    assert proxy.requests == N_RECORDS - saved
+    assert _outcomes(resumed) == _outcomes(direct[0])
+
+
+def _journal_lines(folder) -> list[dict]:
+    """The whole lines of the judge's journal under `folder` (a kill may tear the last one)."""
+    lines = []
+    for journal in folder.glob("*.cache/judge-*/journal.jsonl"):
+        for line in journal.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+    return lines
+
+
+def test_a_torn_journal_line_is_skipped_and_the_next_stands_alone(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append("a", {"judge": 4.0, "_reject": None})
+    with open(journal.path, "a") as out:
+        out.write('{"content_hash": "b", "jud')  # killed mid-write
+    assert journal.load() == {"a": {"judge": 4.0, "_reject": None}}
+    journal.append("c", {"judge": float("nan"), "_reject": "no parsable score in the judge's reply: 'x'"})
+    loaded = journal.load()
+    assert sorted(loaded) == ["a", "c"] and loaded["c"]["_reject"].startswith("no parsable")
 
 
 def test_a_refused_key_stops_the_run_at_once(judge_server, records, tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ import numpy as np
 from ..cache import Journal
 from ..examples import Example
 from . import REJECT, register
-from .judge_client import ChatClient, JudgeUnavailable, Reply
+from .judge_client import ChatClient, JudgeRefused, JudgeUnavailable, Reply
 from .judge_prompts import load_prompt
 
 SCALE = (0.0, 5.0)
@@ -141,8 +141,8 @@ class JudgeScorer:
         try:
             for j, reply in self.client_.replies([self.prompt_.messages(batch[i]) for i in todo]):
                 results[todo[j]] = self._keep(batch[todo[j]].content_hash, reply)
-        except JudgeUnavailable as error:
-            raise JudgeUnavailable(f"{error}; {self._saved()}") from None
+        except (JudgeUnavailable, JudgeRefused) as error:
+            raise type(error)(f"{error}; {self._saved()}") from None
         return {"judge": np.array([r["judge"] for r in results], dtype=np.float64),
                 REJECT: np.array([r[REJECT] for r in results], dtype=object)}
 
