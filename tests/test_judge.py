@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 
 import pytest
 from judge_servers import FaultProxy, embedded_model_folder, record_of, serving, transformers_serve
@@ -22,7 +23,7 @@ from judge_servers import FaultProxy, embedded_model_folder, record_of, serving,
 import sftpick
 from sftpick.api import build_scorers
 from sftpick.cache import Journal
-from sftpick.scorers.judge import parse_rating, rate
+from sftpick.scorers.judge import collapse_note, parse_rating, rate
 from sftpick.scorers.judge_client import JudgeRefused, JudgeUnavailable, retry_after
 from sftpick.scorers.judge_prompts import ALPAGASUS_SYSTEM, ALPAGASUS_USER, load_prompt
 
@@ -52,6 +53,12 @@ def test_a_reply_without_a_score_in_range_is_a_reject_never_a_default(reply, rea
     rating, why = rate(reply)
     assert rating is None
     assert re.search(reason, why), why
+
+
+def test_a_collapsed_judge_is_noted():
+    assert collapse_note(Counter({3.0: 18, 4.0: 1})) is None  # too few to tell
+    assert "rated 28 of 30 records 3" in collapse_note(Counter({3.0: 28, 4.0: 1, 5.0: 1}))
+    assert collapse_note(Counter({3.0: 20, 4.0: 10})) is None
 
 
 def test_the_alpagasus_prompt_is_the_authors(real_dataset):
@@ -279,6 +286,7 @@ def test_the_key_reaches_no_file_log_line_or_error(judge_server, records, tmp_pa
         proxy.down_after = 0  # now every request fails: the error message must not hold the key either
         failed = _cli("score", data, "-o", tmp_path / "again.parquet", *judge, "--judge-retries", "1", env=env)
     assert ran.returncode == 0, ran.stderr
+    assert "judge: " in ran.stderr and "retries; ratings made now by value:" in ran.stderr
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().splitlines()[-1].startswith("error: the judge at") and "failed 2 times" in failed.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -157,6 +157,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                      **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
                                       judge_timeout, judge_max_tokens))
     _print_counts(result.counts, result.rejects)
+    _print_judge(result.timings)
     console.print(f"scores: {output}\nrejects: {rejects}")
 
 
@@ -205,6 +206,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
                          judge_timeout, judge_max_tokens))
     _print_counts(scored.counts, scored.rejects)
+    _print_judge(scored.timings)
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "
                   "rejects.jsonl, manifest.json, report.html)")
@@ -300,6 +302,19 @@ def _print_counts(counts: dict, rejects: list) -> None:
     for reason, n in Counter(api.reason_kind(r.reason) for r in rejects).most_common():
         table.add_row(f"  rejected: {reason}", str(n))
     console.print(table)
+
+
+def _print_judge(timings: dict) -> None:
+    """The judge's ratings by value and its retries, so a collapsed judge is seen at once."""
+    stats = timings.get("judge")
+    if not stats:
+        return
+    ratings = ", ".join(f"{value}: {n}" for value, n in stats["ratings_now"].items()) or "none"
+    console.print(f"judge: {stats['requests']} requests, {stats['retries']} retries; ratings made now by value: "
+                  f"{ratings}; rejected now: {stats['rejected_now']}; from the journal: {stats['from_journal']}",
+                  highlight=False)
+    if stats.get("note"):
+        console.print(Text("note: ", style="yellow") + Text(stats["note"]))
 
 
 def _print_selection(selection: api.Selection) -> None:

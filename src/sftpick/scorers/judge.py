@@ -130,8 +130,9 @@ class JudgeScorer:
         value (a judge that rates everything 3 shows here); the engine puts it in the manifest."""
         stats = {key: int(self.client_.stats[key]) for key in ("requests", "retries", "transient_failures")}
         ratings = {f"{value:g}": n for value, n in sorted(self.histogram_.items())}
+        note = collapse_note(self.histogram_)
         return {**stats, **{key: self.counts_[key] for key in ("from_journal", "rated_now", "rejected_now")},
-                "ratings_now": ratings}
+                "ratings_now": ratings, **({"note": note} if note else {})}
 
     # ------------------------------------------------------------------ scoring
     def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
@@ -167,6 +168,19 @@ class JudgeScorer:
                     "score with an output file to keep them)")
         return (f"{len(self.ratings_)} ratings are done and saved ({self.journal_.path}); "
                 "run the same command again to resume from them")
+
+
+def collapse_note(histogram: Counter, *, at_least: int = 20, share: float = 0.9) -> str | None:
+    """A warning when one value holds `share` of `at_least` ratings or more: a judge that rates
+    everything 3 (deita#36) says nothing about quality."""
+    total = sum(histogram.values())
+    if total < at_least:
+        return None
+    value, n = histogram.most_common(1)[0]
+    if n < share * total:
+        return None
+    return (f"the judge rated {n} of {total} records {value:g}: its ratings hardly separate them "
+            "(check the judge model, the prompt and the replies)")
 
 
 def parse_rating(reply: str) -> float | None:

@@ -125,7 +125,7 @@ class ChatClient:
             response = self._http.post(self.endpoint, json=body)
         except httpx.TimeoutException:
             raise _Transient(f"no answer within {self.timeout:g} s") from None
-        except httpx.TransportError as error:  # refused, reset, closed mid-answer
+        except httpx.RequestError as error:  # refused, reset, closed mid-answer, a garbled body
             raise _Transient(f"connection failed: {type(error).__name__}: {error}") from None
         status = response.status_code
         if status == 429 or status >= 500:
