@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -50,6 +51,40 @@ class ShardStore:
     def save(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
         table = pa.table({KEY: keys, **{name: _arrow(values) for name, values in columns.items()}})
         write_parquet(table, self.dir / f"shard-{uuid.uuid4().hex}.parquet")
+
+
+class Journal:
+    """Per-record results appended one JSON line each as they finish, beside a scorer's
+    shards, for scorers whose records are slow or paid for one by one (the LLM judge): a
+    killed or failed run loses only the requests in flight, not the rest of its shard. A
+    line torn by a kill is skipped (that record is done again)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def load(self) -> dict[str, dict]:
+        """content hash -> {column: value} for every whole line."""
+        if not self.path.exists():
+            return {}
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        if text and not text.endswith("\n"):  # torn by a kill: end it, so the next line stands alone
+            self._write("\n")
+        done = {}
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+                done[record.pop(KEY)] = record
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        return done
+
+    def append(self, key: str, values: dict) -> None:
+        self._write(json.dumps({KEY: key, **values}, ensure_ascii=False) + "\n")
+
+    def _write(self, text: str) -> None:
+        with self._lock, open(self.path, "a", encoding="utf-8") as out:
+            out.write(text)
 
 
 def _arrow(values: np.ndarray) -> pa.Array:

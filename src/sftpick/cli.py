@@ -74,6 +74,14 @@ DeitaComplexityModel = Annotated[str, typer.Option(help="Causal LM for `deita_co
 DeitaQualityModel = Annotated[str, typer.Option(help="Causal LM for `deita_quality` and `deita`, e.g. "
                                                 "hkust-nlp/deita-quality-scorer (default: the embedded stand-in).")]
 RuleFile = Annotated[Optional[Path], typer.Option(help="Rule file (JSON) for `rule` (default: the paper's rule).")]
+JudgeUrl = Annotated[Optional[str], typer.Option(help="`judge`: OpenAI base URL of the judge's server, e.g. http://127.0.0.1:8000/v1.")]
+JudgeModel = Annotated[Optional[str], typer.Option(help="`judge`: the model name the server serves.")]
+JudgePrompt = Annotated[Optional[str], typer.Option(help="`judge`: alpagasus (default: AlpaGasus's rating prompt) or a JSON prompt file.")]
+JudgeKeyEnv = Annotated[Optional[str], typer.Option(help="`judge`: NAME of the environment variable holding the API key (never the key).")]
+Concurrency = Annotated[Optional[int], typer.Option(help="`judge`: requests in flight at once (default 8).")]
+JudgeRetries = Annotated[Optional[int], typer.Option(help="`judge`: retries of a request on 429/5xx/timeouts before the run stops (default 6).")]
+JudgeTimeout = Annotated[Optional[float], typer.Option(help="`judge`: seconds to wait for one reply (default 60).")]
+JudgeMaxTokens = Annotated[Optional[int], typer.Option(help="`judge`: max_tokens of a reply (default 32; the score is on its first line).")]
 
 
 def _clean_errors(command):
@@ -113,6 +121,13 @@ def _scorer_options(model, variant, template, max_length, device, dtype, token_b
             "trust_remote_code": trust_remote_code}
 
 
+def _judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries, judge_timeout,
+                   judge_max_tokens) -> dict:
+    return {"judge_url": judge_url, "judge_model": judge_model, "judge_prompt": judge_prompt,
+            "judge_key_env": judge_key_env, "concurrency": concurrency, "judge_retries": judge_retries,
+            "judge_timeout": judge_timeout, "judge_max_tokens": judge_max_tokens}
+
+
 def _strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set) -> dict:
     """The strategy options given; api.select says when one does not apply."""
     given = {"tau": tau, "clusters": clusters, "quota": quota, "neighbors": neighbors, "kernel": kernel,
@@ -141,6 +156,9 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
           check: Annotated[int, typer.Option(help="Records sampled (seed 0) for the --proxy check.")] = 500,
           min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None,
+          judge_url: JudgeUrl = None, judge_model: JudgeModel = None, judge_prompt: JudgePrompt = None,
+          judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None, judge_retries: JudgeRetries = None,
+          judge_timeout: JudgeTimeout = None, judge_max_tokens: JudgeMaxTokens = None,
           offline: Offline = False):
     """Score every record; write one row per scored record and a rejects file."""
     scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
@@ -150,8 +168,11 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
                      **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
-                     deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model)
+                     deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,
+                     **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
+                                      judge_timeout, judge_max_tokens))
     _print_counts(result.counts, result.rejects)
+    _print_judge(result.timings)
     console.print(f"scores: {output}\nrejects: {rejects}")
 
 
@@ -191,7 +212,10 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
         deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
-        workers: Workers = 1, offline: Offline = False):
+        workers: Workers = 1, judge_url: JudgeUrl = None, judge_model: JudgeModel = None,
+        judge_prompt: JudgePrompt = None, judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None,
+        judge_retries: JudgeRetries = None, judge_timeout: JudgeTimeout = None,
+        judge_max_tokens: JudgeMaxTokens = None, offline: Offline = False):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
@@ -200,8 +224,11 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
-        deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model)
+        deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,
+        **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
+                         judge_timeout, judge_max_tokens))
     _print_counts(scored.counts, scored.rejects)
+    _print_judge(scored.timings)
     _print_selection(selection)
     console.print(f"outputs: {output_dir}/ (scores.parquet, selected{scored.dataset.path.suffix}, "
                   "rejects.jsonl, manifest.json, report.html)")
@@ -297,6 +324,19 @@ def _print_counts(counts: dict, rejects: list) -> None:
     for reason, n in Counter(api.reason_kind(r.reason) for r in rejects).most_common():
         table.add_row(f"  rejected: {reason}", str(n))
     console.print(table)
+
+
+def _print_judge(timings: dict) -> None:
+    """The judge's ratings by value and its retries, so a collapsed judge is seen at once."""
+    stats = timings.get("judge")
+    if not stats:
+        return
+    ratings = ", ".join(f"{value}: {n}" for value, n in stats["ratings_now"].items()) or "none"
+    console.print(f"judge: {stats['requests']} requests, {stats['retries']} retries; ratings made now by value: "
+                  f"{ratings}; rejected now: {stats['rejected_now']}; from the journal: {stats['from_journal']}",
+                  highlight=False)
+    if stats.get("note"):
+        console.print(Text("note: ", style="yellow") + Text(stats["note"]))
 
 
 def _print_selection(selection: api.Selection) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import ShardStore, content_digest
+from ..cache import Journal, ShardStore, content_digest
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
@@ -59,6 +59,8 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
     whole = getattr(scorer, "whole_dataset", False)
     config = {**scorer.config(), "examples": content_digest(unique)} if whole else scorer.config()
     store = ShardStore(cache_dir, scorer.name, config) if cache_dir else None
+    if store and getattr(scorer, "keeps_journal", False):  # saves each record as it finishes (judge)
+        scorer.open_journal(Journal(store.dir / "journal.jsonl"))
     done = store.load() if store else {}
     pending = [e for key, e in unique.items() if key not in done]
     shard_size = max(len(pending), 1) if whole else shard_size
@@ -83,10 +85,11 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
 def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], workers: int,
                    advance, *, in_pieces: bool):
     """(shard, scores) for every shard. In this process a shard is scored `in_pieces` of about
-    `_PIECE_BATCHES` of the scorer's batches, so progress moves every few seconds, not once a
-    shard; worker processes report whole shards."""
+    `_PIECE_BATCHES` of the scorer's batches (or of `piece_cost_`, when the scorer sets it: the
+    judge takes a few waves of concurrent requests), so progress moves every few seconds, not
+    once a shard; worker processes report whole shards."""
     if workers <= 1 or len(shards) <= 1:
-        budget = _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
+        budget = getattr(scorer, "piece_cost_", None) or _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
         for shard in shards:
             results = []
             for piece in _pieces(shard, costs, budget) if in_pieces else [shard]:

@@ -49,3 +49,4 @@ def make_scorer(name: str, **options) -> Scorer:
 from . import ifd  # noqa: E402,F401  (modules register themselves)
 from . import knn, length, mtld, reward, rule  # noqa: E402,F401  (Instruction Mining indicators)
 from . import deita  # noqa: E402,F401  (DEITA's complexity and quality scorers)
+from . import judge  # noqa: E402,F401  (AlpaGasus: an LLM judge over the OpenAI API)
