@@ -253,3 +253,50 @@ def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds:
 def reason_kind(reason: str) -> str:
     """Group reasons that differ only in detail ("invalid JSON: … at column 7")."""
     return reason.split(":")[0].split(" (")[0]
+
+
+def evaluate(train: list[str | Path], output_dir: str | Path, *, eval_sets: list[str | Path],
+             baselines: list[str] | None = None, pool: str | Path | None = None, seeds: int = 1,
+             size: int | str | None = None, config=None, model: str = "smollm2-135m", device: str = "auto",
+             allow_overlap: bool = False, save_models: bool = False, progress: bool = True,
+             fmt: str | None = None, trust_remote_code: bool = False) -> dict:
+    """Fine-tune `model` on each `train` file and each baseline (`random`, `longest`, `full`
+    subsets of `pool`), `seeds` times each, and compare held-out loss on `eval_sets`.
+    Writes `result.json`, `result.html`, `manifest.json` and one `arms/<key>.json` per
+    fine-tune under `output_dir`; returns the result. `config`: a `TrainConfig`, a dict of
+    its fields, or None for the defaults."""
+    from .models import load_causal_lm
+    from .train.loop import evaluate_arms
+
+    config = check_evaluate(train, eval_sets, baselines or [], pool, seeds, config)
+    lm = load_causal_lm(model, device=device, dtype="float32", trust_remote_code=trust_remote_code)
+    if config.template == "chat" and not getattr(lm.tokenizer, "chat_template", None):
+        raise ValueError(f"template='chat' needs a chat template, and {model!r}'s tokenizer has none")
+    return evaluate_arms(lm, list(train), list(baselines or []), pool, list(eval_sets), Path(output_dir), config,
+                         seeds=seeds, size=size, allow_overlap=allow_overlap, progress=progress,
+                         save_models=save_models, fmt=fmt)
+
+
+def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, seeds: int, config):
+    """Everything that can be checked before a model loads; returns the TrainConfig."""
+    from .train.arms import BASELINES
+    from .train.finetune import TrainConfig, check_config, train_config
+
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; valid baselines: {', '.join(BASELINES)}")
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds} should be >= 1")
+    if not train and not baselines:
+        raise ValueError("nothing to fine-tune: give at least one --train file or --baseline")
+    if not eval_sets:
+        raise ValueError("no eval set: give at least one --eval-set file")
+    if baselines and pool is None:
+        raise ValueError(f"--baseline {baselines[0]} needs --pool (the records the baselines are drawn from)")
+    for path in [*train, *eval_sets, *([pool] if pool is not None else [])]:
+        if not Path(path).is_file():
+            raise UnreadableInput(f"{path}: no such file")
+    if isinstance(config, TrainConfig):
+        check_config(config)
+        return config
+    return train_config(**(config or {}))

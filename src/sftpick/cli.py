@@ -222,6 +222,61 @@ def assess(data: Data, json_path: Annotated[Optional[Path], typer.Option("--json
         console.print(f"json: {json_path}", highlight=False)
 
 
+@app.command("eval")
+@_clean_errors
+def eval_command(
+        output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for result.json, result.html, manifest.json, arms/.")],
+        eval_set: Annotated[list[Path], typer.Option(help="Held-out records (any supported format); repeat for several, reported apart.")],
+        train: Annotated[Optional[list[Path]], typer.Option(help="A training file (e.g. a selected subset): one arm each; repeatable.")] = None,
+        baseline: Annotated[Optional[list[str]], typer.Option(help="random | longest | full, drawn from --pool; repeatable.")] = None,
+        pool: Annotated[Optional[Path], typer.Option(help="Records the baselines are drawn from.")] = None,
+        seeds: Annotated[int, typer.Option(help="Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.")] = 1,
+        size: Annotated[Optional[str], typer.Option(help="Size of the random/longest baselines (count, fraction or % of the pool; default: the first --train file's).")] = None,
+        config: Annotated[Optional[Path], typer.Option(help="Training settings (JSON: a config, or a manifest.json to rerun); flags override it.")] = None,
+        epochs: Annotated[Optional[float], typer.Option(help="Epochs (default 3).")] = None,
+        lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default 2e-5; ~2e-4 suits LoRA).")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(help="Records per optimizer step (default 16).")] = None,
+        max_length: Annotated[Optional[int], typer.Option(help="Longest training/eval sequence in tokens (default 1024).")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="First seed (default 0).")] = None,
+        lora_rank: Annotated[Optional[int], typer.Option(help="Train LoRA adapters of this rank (peft) instead of all weights.")] = None,
+        template: Annotated[Optional[str], typer.Option(help="Prompt template: none | alpaca | chat (default alpaca).")] = None,
+        max_steps: Annotated[Optional[int], typer.Option(help="Stop each fine-tune after this many steps (quick checks).")] = None,
+        model: Model = DEFAULT_LM, device: Device = "auto",
+        allow_overlap: Annotated[bool, typer.Option(help="Evaluate even when eval records are also training records.")] = False,
+        save_models: Annotated[bool, typer.Option(help="Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")] = False,
+        fmt: Format = None, trust_remote_code: TrustRemoteCode = False, progress: Progress = True):
+    """Fine-tune on each subset and on baselines; compare held-out loss (base model included)."""
+    from .train.finetune import train_config
+    from .train.summary import format_diff
+
+    settings = train_config(config, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                            lora_rank=lora_rank, template=template, max_steps=max_steps)
+    result = api.evaluate(train or [], output_dir, eval_sets=eval_set, baselines=baseline or [], pool=pool,
+                          seeds=seeds, size=size, config=settings, model=model, device=device,
+                          allow_overlap=allow_overlap, save_models=save_models, progress=progress, fmt=fmt,
+                          trust_remote_code=trust_remote_code)
+    _print_evaluation(result, format_diff)
+    console.print(f"outputs: {output_dir}/ (result.json, result.html, manifest.json, arms/)", highlight=False)
+
+
+def _print_evaluation(result: dict, format_diff) -> None:
+    sets = list(result["base"]["eval_loss"])
+    table = Table(title="held-out loss (mean response-token cross-entropy; lower is better)")
+    for column in ("arm", "kind", "seeds", "records", "response tokens"):
+        table.add_column(column)
+    for s in sets:
+        table.add_column(f"{s}: loss")
+        table.add_column(f"{s}: vs random (95% CI)")
+    table.add_row("base model", "", "", "", "", *(x for s in sets for x in (f"{result['base']['eval_loss'][s]:.4f}", "")))
+    for row in result["summary"]:
+        table.add_row(row["name"], row["kind"], str(row["seeds"]), f"{row['n_records']:,.0f}",
+                      f"{row['n_response_tokens']:,.0f}",
+                      *(x for s in sets for x in (f"{row['eval'][s]['mean']:.4f}", format_diff(row["eval"][s]))))
+    Console().print(table)
+    console.print("An arm with more response tokens trains on more tokens: compare losses with that in mind.",
+                  highlight=False)
+
+
 rule_app = typer.Typer(no_args_is_help=True, help="Instruction Mining rules: fit one from experiments.")
 app.add_typer(rule_app, name="rule")
 
