@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_examples
-from .io import Dataset, Reject, atomic_write, read_dataset, write_parquet, write_rejects, write_subset
+from .io import (Dataset, Reject, UnreadableInput, atomic_write, read_dataset, write_parquet, write_rejects,
+                 write_subset)
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
 from .scorers.knn import save_table_embeddings

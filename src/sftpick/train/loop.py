@@ -68,7 +68,7 @@ def check_overlap(sets: list[EvalSet], arms: list[Arm]) -> None:
 
 
 def _where(example) -> str:
-    return f"line {example.line}" if example.line else f"row {example.row}"
+    return f"row {example.row}" + (f", line {example.line}" if example.line else "")
 
 
 def _digest(payload) -> str:
