@@ -281,7 +281,6 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, eval_sets: list
 def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, seeds: int, config):
     """Everything that can be checked before a model loads; returns the TrainConfig."""
     from .train.arms import BASELINES
-    from .train.finetune import TrainConfig, check_config, train_config
 
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
@@ -294,10 +293,54 @@ def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, see
         raise ValueError("no eval set: give at least one --eval-set file")
     if baselines and pool is None:
         raise ValueError(f"--baseline {baselines[0]} needs --pool (the records the baselines are drawn from)")
-    for path in [*train, *eval_sets, *([pool] if pool is not None else [])]:
+    _check_files([*train, *eval_sets, *([pool] if pool is not None else [])])
+    return _train_config(config)
+
+
+def _check_files(paths: list) -> None:
+    for path in paths:
         if not Path(path).is_file():
             raise UnreadableInput(f"{path}: no such file")
+
+
+def _train_config(config):
+    """A TrainConfig from a TrainConfig, a dict of its fields or None (the defaults); checked."""
+    from .train.finetune import TrainConfig, check_config, train_config
+
     if isinstance(config, TrainConfig):
         check_config(config)
         return config
     return train_config(**(config or {}))
+
+
+def rule_experiments(pools: list[str | Path], output: str | Path, *, eval_set: str | Path, datasets: int = 24,
+                     min_size: int = 200, max_size: int = 1000, seed: int = 0, config=None,
+                     model: str = "smollm2-135m", device: str = "auto", indicators: list[str] | None = None,
+                     progress: bool = True, fmt: str | None = None, trust_remote_code: bool = False,
+                     **assess_options) -> list[dict]:
+    """Instruction Mining's experiments: draw `datasets` training sets of `min_size` to
+    `max_size` records from the `pools` (each file a source, mixed in random proportions),
+    fine-tune `model` on each, and write `output` (CSV: one row per dataset with its
+    indicator means and eval loss on `eval_set`), the input of `rule fit`. Resumable: a
+    dataset whose fine-tune is done is not redone. `assess_options` go to `assess`
+    (reward_model, embedder, embed_text, knn_index)."""
+    from .assess import default_indicators
+    from .models import load_causal_lm
+    from .train.experiments import run_experiments
+
+    k = assess_options.get("knn_k") or 6
+    checks = [(datasets >= 1, f"datasets={datasets} should be >= 1"),
+              (min_size >= k + 2, f"min_size={min_size} should be >= {k + 2} (knn_{k} needs {k} other records)"),
+              (max_size >= min_size, f"max_size={max_size} should be >= min_size={min_size}"),
+              (bool(pools), "no pool: give at least one POOL file")]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    _check_files([*pools, eval_set])
+    config = _train_config(config)
+    names = list(dict.fromkeys([*(indicators or []), *default_indicators(assess_options)]))
+    lm = load_causal_lm(model, device=device, dtype="float32", trust_remote_code=trust_remote_code)
+    return run_experiments(lm, list(pools), eval_set, Path(output), config, datasets=datasets, min_size=min_size,
+                           max_size=max_size, seed=seed, indicators=names,
+                           assess_options={"model": model, "device": device, "fmt": fmt, **assess_options},
+                           progress=progress, fmt=fmt)

@@ -222,6 +222,17 @@ def assess(data: Data, json_path: Annotated[Optional[Path], typer.Option("--json
         console.print(f"json: {json_path}", highlight=False)
 
 
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="Training settings (JSON: a config, or a manifest.json to rerun); flags override it.")]
+Epochs = Annotated[Optional[float], typer.Option(help="Epochs (default 3).")]
+Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default 2e-5; ~2e-4 suits LoRA).")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Records per optimizer step (default 16).")]
+TrainMaxLength = Annotated[Optional[int], typer.Option("--max-length", help="Longest training/eval sequence in tokens (default 1024).")]
+TrainSeed = Annotated[Optional[int], typer.Option("--seed", help="Training seed (default 0).")]
+LoraRank = Annotated[Optional[int], typer.Option(help="Train LoRA adapters of this rank (peft) instead of all weights.")]
+TrainTemplate = Annotated[Optional[str], typer.Option("--template", help="Prompt template: none | alpaca | chat (default alpaca).")]
+MaxSteps = Annotated[Optional[int], typer.Option(help="Stop each fine-tune after this many optimizer steps (quick checks).")]
+
+
 @app.command("eval")
 @_clean_errors
 def eval_command(
@@ -232,15 +243,9 @@ def eval_command(
         pool: Annotated[Optional[Path], typer.Option(help="Records the baselines are drawn from.")] = None,
         seeds: Annotated[int, typer.Option(help="Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.")] = 1,
         size: Annotated[Optional[str], typer.Option(help="Size of the random/longest baselines (count, fraction or % of the pool; default: the first --train file's).")] = None,
-        config: Annotated[Optional[Path], typer.Option(help="Training settings (JSON: a config, or a manifest.json to rerun); flags override it.")] = None,
-        epochs: Annotated[Optional[float], typer.Option(help="Epochs (default 3).")] = None,
-        lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default 2e-5; ~2e-4 suits LoRA).")] = None,
-        batch_size: Annotated[Optional[int], typer.Option(help="Records per optimizer step (default 16).")] = None,
-        max_length: Annotated[Optional[int], typer.Option(help="Longest training/eval sequence in tokens (default 1024).")] = None,
-        seed: Annotated[Optional[int], typer.Option(help="First seed (default 0).")] = None,
-        lora_rank: Annotated[Optional[int], typer.Option(help="Train LoRA adapters of this rank (peft) instead of all weights.")] = None,
-        template: Annotated[Optional[str], typer.Option(help="Prompt template: none | alpaca | chat (default alpaca).")] = None,
-        max_steps: Annotated[Optional[int], typer.Option(help="Stop each fine-tune after this many steps (quick checks).")] = None,
+        config: ConfigFile = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+        max_length: TrainMaxLength = None, seed: TrainSeed = None, lora_rank: LoraRank = None,
+        template: TrainTemplate = None, max_steps: MaxSteps = None,
         model: Model = DEFAULT_LM, device: Device = "auto",
         allow_overlap: Annotated[bool, typer.Option(help="Evaluate even when eval records are also training records.")] = False,
         save_models: Annotated[bool, typer.Option(help="Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")] = False,
@@ -302,6 +307,37 @@ def rule_fit(experiments: Annotated[Path, typer.Argument(help="CSV: one row per 
     if output:
         atomic_write(output, json.dumps(fit.rule.to_dict(), indent=2))
         console.print(f"rule file: {output} (use with --rule-file)", highlight=False)
+
+
+@rule_app.command("experiments")
+@_clean_errors
+def rule_experiments(
+        pools: Annotated[list[Path], typer.Argument(help="Pool files; each is a source the datasets mix.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Experiments CSV (input of `rule fit`); its runs go to <stem>.runs/.")],
+        eval_set: Annotated[Path, typer.Option(help="Held-out records whose loss is the target.")],
+        datasets: Annotated[int, typer.Option(help="Training sets to draw, fine-tune and evaluate.")] = 24,
+        min_size: Annotated[int, typer.Option(help="Smallest drawn dataset (records).")] = 200,
+        max_size: Annotated[int, typer.Option(help="Largest drawn dataset (records).")] = 1000,
+        draw_seed: Annotated[int, typer.Option(help="Seed of the draws (dataset i uses default_rng([seed, i])).")] = 0,
+        config: ConfigFile = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+        max_length: TrainMaxLength = None, seed: TrainSeed = None, lora_rank: LoraRank = None,
+        template: TrainTemplate = None, max_steps: MaxSteps = None,
+        model: Model = DEFAULT_LM, device: Device = "auto", reward_model: RewardModel = None,
+        embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact",
+        indicators: Annotated[str, typer.Option(help="Extra indicator scorers, comma-separated (e.g. ppl).")] = "",
+        fmt: Format = None, trust_remote_code: TrustRemoteCode = False, progress: Progress = True):
+    """Instruction Mining's experiments: draw datasets from the pools, fine-tune and evaluate each, write the CSV."""
+    from .train.finetune import train_config
+
+    settings = train_config(config, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                            lora_rank=lora_rank, template=template, max_steps=max_steps)
+    rows = api.rule_experiments(pools, output, eval_set=eval_set, datasets=datasets, min_size=min_size,
+                                max_size=max_size, seed=draw_seed, config=settings, model=model, device=device,
+                                indicators=[n for n in indicators.split(",") if n], progress=progress, fmt=fmt,
+                                trust_remote_code=trust_remote_code,
+                                **_indicator_options(reward_model, embedder, embed_text, knn_index, None))
+    console.print(f"experiments: {output} ({len(rows)} datasets; fit with `sftpick rule fit {output}`)",
+                  highlight=False)
 
 
 @app.command()

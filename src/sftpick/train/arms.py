@@ -30,6 +30,7 @@ class Source:
 
     path: str
     sha256: str
+    format: str  # alpaca | sharegpt | openai
     n_records: int  # in the file
     examples: list[Example]  # those kept
     encoded: list[Encoded]
@@ -60,7 +61,7 @@ def make_source(dataset, encoded: list[Encoded | None], reasons: list[str | None
     rejects = Counter(reason_kind(r.reason) for r in dataset.rejects)
     rejects.update(reason_kind(r) for r in reasons if r is not None)
     kept = [i for i, e in enumerate(encoded) if e is not None]
-    return Source(str(dataset.path), dataset.sha256, dataset.n_records, [dataset.examples[i] for i in kept],
+    return Source(str(dataset.path), dataset.sha256, dataset.format, dataset.n_records, [dataset.examples[i] for i in kept],
                   [encoded[i] for i in kept], dict(rejects))
 
 

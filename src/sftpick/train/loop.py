@@ -202,15 +202,20 @@ def _print_arm(result: dict) -> None:
                   f"{result['n_response_tokens']:,} response tokens; eval loss {losses} ({how})", highlight=False)
 
 
-def _manifest(lm, config, named, pool, sets, baselines, seeds, size, allow_overlap, token_budget) -> dict:
-    files = {name: {"path": str(Path(s.path).resolve()), "sha256": s.sha256, "n_records": s.n_records,
-                    "used": len(s.examples), "rejects": s.rejects} for name, s in named}
+def manifest_header(lm: LoadedLM, config: TrainConfig) -> dict:
     return {
         "sftpick_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
         "model": {"name": lm.name, "revision": lm.revision, "device": lm.device, "dtype": lm.dtype,
                   "training_precision": "bf16 autocast" if lm.device.startswith("cuda") else "fp32"},
-        "config": config.to_dict(), "seeds": [config.seed + i for i in range(seeds)], "baselines": baselines,
+        "config": config.to_dict()}
+
+
+def _manifest(lm, config, named, pool, sets, baselines, seeds, size, allow_overlap, token_budget) -> dict:
+    files = {name: {"path": str(Path(s.path).resolve()), "sha256": s.sha256, "n_records": s.n_records,
+                    "used": len(s.examples), "rejects": s.rejects} for name, s in named}
+    return {
+        **manifest_header(lm, config), "seeds": [config.seed + i for i in range(seeds)], "baselines": baselines,
         "baseline_size": size, "allow_overlap": allow_overlap, "eval_token_budget": token_budget,
         "train_files": files,
         "pool": None if pool is None else {"path": str(Path(pool.path).resolve()), "sha256": pool.sha256,
