@@ -201,3 +201,23 @@ def test_killed_eval_finishes_only_the_missing_arms(tmp_path, records):
     assert all(a["reused"] for a in again["arms"])
     np.testing.assert_array_equal([a["eval_loss"]["heldout"] for a in again["arms"]],
                                   [a["eval_loss"]["heldout"] for a in result["arms"]])
+
+
+def test_difference_to_random_is_welchs_interval_over_seeds():
+    from scipy import stats
+
+    from sftpick.train.summary import format_diff, summarize
+
+    ifd, random = [1.50, 1.52, 1.47], [1.60, 1.58, 1.65, 1.61]
+    arms = [{"name": name, "kind": kind, "seed": seed, "n_records": 10, "n_response_tokens": 100,
+             "eval_loss": {"heldout": value}}
+            for name, kind, values in [("ifd", "file", ifd), ("random", "random", random)]
+            for seed, value in enumerate(values)]
+    rows = summarize({"base": {"eval_loss": {"heldout": 2.0}}, "arms": arms})
+    cell = rows[0]["eval"]["heldout"]
+    expected = stats.ttest_ind(ifd, random, equal_var=False).confidence_interval(0.95)
+    assert cell["vs_random"] == pytest.approx(np.mean(ifd) - np.mean(random))
+    assert cell["vs_random_ci95"] == pytest.approx([expected.low, expected.high])
+    assert format_diff(cell).startswith("-0.1") and format_diff(rows[1]["eval"]["heldout"]).startswith("reference")
+    single = summarize({"base": {"eval_loss": {"heldout": 2.0}}, "arms": [arms[0], arms[3]]})
+    assert single[0]["eval"]["heldout"]["vs_random_ci95"] is None  # one seed: no interval

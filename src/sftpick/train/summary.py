@@ -28,9 +28,11 @@ def summarize(result: dict) -> list[dict]:
         for s in sets:
             losses = np.array([a["eval_loss"][s] for a in arms])
             random = np.array([a["eval_loss"][s] for a in by_name.get("random", [])])
+            reference = name == "random"
             row["eval"][s] = {"mean": float(losses.mean()), "ci95": mean_interval(losses),
                               "vs_random": None if not len(random) else float(losses.mean() - random.mean()),
-                              "vs_random_ci95": difference_interval(losses, random)}
+                              "vs_random_ci95": None if reference else difference_interval(losses, random),
+                              "reference": reference}
         rows.append(row)
     return rows
 
@@ -103,6 +105,9 @@ def _table_html(rows: list[dict], sets: list[str]) -> str:
 def format_diff(cell: dict) -> str:
     if cell["vs_random"] is None:
         return "no random arm"
+    if cell["reference"]:
+        interval = cell["ci95"]
+        return "reference" + (f" (its mean: [{interval[0]:.4f}, {interval[1]:.4f}])" if interval else "")
     interval = cell["vs_random_ci95"]
     text = f"{cell['vs_random']:+.4f}"
     return text + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else " (1 seed: no interval)")
