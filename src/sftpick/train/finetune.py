@@ -11,6 +11,7 @@ suits small subsets (16; Alpaca used 128).
 from __future__ import annotations
 
 import json
+import math
 import resource
 import tempfile
 import time
@@ -109,7 +110,8 @@ def fine_tune(model, tokenizer, encoded: list[Encoded], config: TrainConfig, *, 
         args = TrainingArguments(
             output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
             per_device_train_batch_size=config.batch_size, learning_rate=config.lr,
-            lr_scheduler_type=config.scheduler, warmup_steps=config.warmup, weight_decay=config.weight_decay,
+            lr_scheduler_type=config.scheduler, warmup_steps=warmup_steps(config, len(encoded)),
+            weight_decay=config.weight_decay,
             seed=config.seed, data_seed=config.seed, logging_steps=1, save_strategy="no", report_to="none",
             disable_tqdm=True, use_cpu=not cuda, bf16=cuda, dataloader_pin_memory=cuda,
             remove_unused_columns=False, include_num_input_tokens_seen="non_padding")
@@ -129,6 +131,13 @@ def fine_tune(model, tokenizer, encoded: list[Encoded], config: TrainConfig, *, 
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     return FineTuned(model, losses, state.global_step, int(state.num_input_tokens_seen), seconds,
                      peak_memory_mib(cuda))
+
+
+def warmup_steps(config: TrainConfig, n_records: int) -> int:
+    """`warmup` × the optimizer steps, rounded down: transformers' schedule runs the first
+    warmup step at learning rate 0, so rounding up would waste the only step of a tiny run."""
+    total = config.max_steps or math.ceil(config.epochs * math.ceil(n_records / config.batch_size))
+    return int(config.warmup * total)
 
 
 def peak_memory_mib(cuda: bool) -> float:

@@ -104,8 +104,9 @@ def run_arm(arm: Arm, lm: LoadedLM, config: TrainConfig, sets: list[EvalSet], ou
     config = replace(config, seed=arm.seed)
     key = arm_key(arm, config, lm, sets)
     path = out / "arms" / f"{key}.json"
-    if path.exists():
-        return {**json.loads(path.read_text()), "reused": True}
+    if path.exists():  # the same records, settings and model: perhaps under another arm's name
+        return {**json.loads(path.read_text()), "name": arm.name, "kind": arm.kind, "source": arm.source.path,
+                "reused": True}
     model = copy.deepcopy(lm.model)
     tuned = fine_tune(model, lm.tokenizer, arm.encoded, config, progress=progress, label=label)
     losses = eval_losses(tuned.model, sets, pad_id=_pad_id(lm.tokenizer), token_budget=token_budget)
