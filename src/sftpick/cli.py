@@ -267,7 +267,8 @@ def eval_command(
 def _print_evaluation(result: dict, format_diff) -> None:
     sets = list(result["base"]["eval_loss"])
     table = Table(title="held-out loss (mean response-token cross-entropy; lower is better)")
-    for column in ("arm", "kind", "seeds", "records", "response tokens"):
+    table.add_column("arm", no_wrap=True)
+    for column in ("kind", "seeds", "records", "response tokens"):
         table.add_column(column)
     for s in sets:
         table.add_column(f"{s}: loss")
