@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from .data import Encoded, collate
 
@@ -118,8 +119,9 @@ def fine_tune(model, tokenizer, encoded: list[Encoded], config: TrainConfig, *, 
         rows = [{"input_ids": e.ids, "labels": e.labels()} for e in encoded]
         trainer = Trainer(model=model, args=args, train_dataset=rows,
                           data_collator=lambda batch: collate(batch, pad_id))
-        trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(_Progress(label) if progress else _Quiet())
+        trainer.remove_callback(PrinterCallback)  # prints every log as a dict; the bar shows the loss
+        if progress:
+            trainer.add_callback(_Progress(label))
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
@@ -156,17 +158,7 @@ def _with_lora(model, rank: int):
     return get_peft_model(model, lora)
 
 
-def _callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class _Quiet(_callback_base()):
-    pass
-
-
-class _Progress(_callback_base()):
+class _Progress(TrainerCallback):
     """A rich progress bar over optimizer steps, with the loss and tokens/s."""
 
     def __init__(self, label: str):
