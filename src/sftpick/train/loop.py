@@ -79,8 +79,11 @@ def _eval_digest(sets: list[EvalSet]) -> dict:
     return {s.name: _digest(s.content_hashes) for s in sets}
 
 
+RECIPE = 2  # bump when training or evaluation changes for the same config, so old results are not reused
+
+
 def arm_key(arm: Arm, config: TrainConfig, lm: LoadedLM, sets: list[EvalSet]) -> str:
-    return _digest({"train": [e.content_hash for e in arm.examples], "config": config.to_dict(),
+    return _digest({"recipe": RECIPE, "train": [e.content_hash for e in arm.examples], "config": config.to_dict(),
                     "model": lm.name, "revision": lm.revision, "eval": _eval_digest(sets)})
 
 
