@@ -1,6 +1,6 @@
 """sftpick: assess and select instruction-tuning data."""
 __version__ = "0.1.0"
 
-from .api import run, score, select  # noqa: E402
+from .api import evaluate, run, score, select  # noqa: E402
 
-__all__ = ["__version__", "run", "score", "select"]
+__all__ = ["__version__", "evaluate", "run", "score", "select"]

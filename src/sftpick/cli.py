@@ -280,6 +280,67 @@ def assess(data: Data, json_path: Annotated[Optional[Path], typer.Option("--json
         console.print(f"json: {json_path}", highlight=False)
 
 
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="Training settings (JSON: a config, or a manifest.json to rerun); flags override it.")]
+Epochs = Annotated[Optional[float], typer.Option(help="Epochs (default 3).")]
+Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default 2e-5; ~2e-4 suits LoRA).")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Records per optimizer step (default 16).")]
+TrainMaxLength = Annotated[Optional[int], typer.Option("--max-length", help="Longest training/eval sequence in tokens (default 1024).")]
+TrainSeed = Annotated[Optional[int], typer.Option("--seed", help="Training seed (default 0).")]
+LoraRank = Annotated[Optional[int], typer.Option(help="Train LoRA adapters of this rank (peft) instead of all weights.")]
+TrainTemplate = Annotated[Optional[str], typer.Option("--template", help="Prompt template: none | alpaca | chat (default alpaca).")]
+MaxSteps = Annotated[Optional[int], typer.Option(help="Stop each fine-tune after this many optimizer steps (quick checks).")]
+
+
+@app.command("eval")
+@_clean_errors
+def eval_command(
+        output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Folder for result.json, result.html, manifest.json, arms/.")],
+        eval_set: Annotated[list[Path], typer.Option(help="Held-out records (any supported format); repeat for several, reported apart.")],
+        train: Annotated[Optional[list[Path]], typer.Option(help="A training file (e.g. a selected subset): one arm each; repeatable.")] = None,
+        baseline: Annotated[Optional[list[str]], typer.Option(help="random | longest | full, drawn from --pool; repeatable.")] = None,
+        pool: Annotated[Optional[Path], typer.Option(help="Records the baselines are drawn from.")] = None,
+        seeds: Annotated[int, typer.Option(help="Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.")] = 1,
+        size: Annotated[Optional[str], typer.Option(help="Size of the random/longest baselines (count, fraction or % of the pool; default: the first --train file's).")] = None,
+        config: ConfigFile = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+        max_length: TrainMaxLength = None, seed: TrainSeed = None, lora_rank: LoraRank = None,
+        template: TrainTemplate = None, max_steps: MaxSteps = None,
+        model: Model = DEFAULT_LM, device: Device = "auto",
+        allow_overlap: Annotated[bool, typer.Option(help="Evaluate even when eval records are also training records.")] = False,
+        save_models: Annotated[bool, typer.Option(help="Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")] = False,
+        fmt: Format = None, trust_remote_code: TrustRemoteCode = False, progress: Progress = True):
+    """Fine-tune on each subset and on baselines; compare held-out loss (base model included)."""
+    from .train.finetune import train_config
+    from .train.summary import format_diff
+
+    settings = train_config(config, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                            lora_rank=lora_rank, template=template, max_steps=max_steps)
+    result = api.evaluate(train or [], output_dir, eval_sets=eval_set, baselines=baseline or [], pool=pool,
+                          seeds=seeds, size=size, config=settings, model=model, device=device,
+                          allow_overlap=allow_overlap, save_models=save_models, progress=progress, fmt=fmt,
+                          trust_remote_code=trust_remote_code)
+    _print_evaluation(result, format_diff)
+    console.print(f"outputs: {output_dir}/ (result.json, result.html, manifest.json, arms/)", highlight=False)
+
+
+def _print_evaluation(result: dict, format_diff) -> None:
+    sets = list(result["base"]["eval_loss"])
+    table = Table(title="held-out loss (mean response-token cross-entropy; lower is better)")
+    table.add_column("arm", no_wrap=True)
+    for column in ("kind", "seeds", "records", "response tokens"):
+        table.add_column(column)
+    for s in sets:
+        table.add_column(f"{s}: loss")
+        table.add_column(f"{s}: vs random (95% CI)")
+    table.add_row("base model", "", "", "", "", *(x for s in sets for x in (f"{result['base']['eval_loss'][s]:.4f}", "")))
+    for row in result["summary"]:
+        table.add_row(row["name"], row["kind"], str(row["seeds"]), f"{row['n_records']:,.0f}",
+                      f"{row['n_response_tokens']:,.0f}",
+                      *(x for s in sets for x in (f"{row['eval'][s]['mean']:.4f}", format_diff(row["eval"][s]))))
+    Console().print(table)
+    console.print("An arm with more response tokens trains on more tokens: compare losses with that in mind.",
+                  highlight=False)
+
+
 rule_app = typer.Typer(no_args_is_help=True, help="Instruction Mining rules: fit one from experiments.")
 app.add_typer(rule_app, name="rule")
 
@@ -305,6 +366,37 @@ def rule_fit(experiments: Annotated[Path, typer.Argument(help="CSV: one row per 
     if output:
         atomic_write(output, json.dumps(fit.rule.to_dict(), indent=2))
         console.print(f"rule file: {output} (use with --rule-file)", highlight=False)
+
+
+@rule_app.command("experiments")
+@_clean_errors
+def rule_experiments(
+        pools: Annotated[list[Path], typer.Argument(help="Pool files; each is a source the datasets mix.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Experiments CSV (input of `rule fit`); its runs go to <stem>.runs/.")],
+        eval_set: Annotated[Path, typer.Option(help="Held-out records whose loss is the target.")],
+        datasets: Annotated[int, typer.Option(help="Training sets to draw, fine-tune and evaluate.")] = 24,
+        min_size: Annotated[int, typer.Option(help="Smallest drawn dataset (records).")] = 200,
+        max_size: Annotated[int, typer.Option(help="Largest drawn dataset (records).")] = 1000,
+        draw_seed: Annotated[int, typer.Option(help="Seed of the draws (dataset i uses default_rng([seed, i])).")] = 0,
+        config: ConfigFile = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+        max_length: TrainMaxLength = None, seed: TrainSeed = None, lora_rank: LoraRank = None,
+        template: TrainTemplate = None, max_steps: MaxSteps = None,
+        model: Model = DEFAULT_LM, device: Device = "auto", reward_model: RewardModel = None,
+        embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact",
+        indicators: Annotated[str, typer.Option(help="Extra indicator scorers, comma-separated (e.g. ppl).")] = "",
+        fmt: Format = None, trust_remote_code: TrustRemoteCode = False, progress: Progress = True):
+    """Instruction Mining's experiments: draw datasets from the pools, fine-tune and evaluate each, write the CSV."""
+    from .train.finetune import train_config
+
+    settings = train_config(config, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                            lora_rank=lora_rank, template=template, max_steps=max_steps)
+    rows = api.rule_experiments(pools, output, eval_set=eval_set, datasets=datasets, min_size=min_size,
+                                max_size=max_size, seed=draw_seed, config=settings, model=model, device=device,
+                                indicators=[n for n in indicators.split(",") if n], progress=progress, fmt=fmt,
+                                trust_remote_code=trust_remote_code,
+                                **_indicator_options(reward_model, embedder, embed_text, knn_index, None))
+    console.print(f"experiments: {output} ({len(rows)} datasets; fit with `sftpick rule fit {output}`)",
+                  highlight=False)
 
 
 @app.command()

@@ -1,0 +1,113 @@
+"""What an evaluation shows: per arm and eval set, the mean held-out loss over seeds and its
+difference to the random arms' mean, with a 95% interval (Welch's t: the arm's seeds and
+the random seeds are independent samples), and a self-contained HTML plot."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from ..writers import atomic_write
+
+
+def summarize(result: dict) -> list[dict]:
+    """One row per arm name (first-seen order): kind, sizes, and per eval set the loss
+    mean, its interval over seeds, and the difference to random with its interval."""
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for arm in result["arms"]:
+        by_name[arm["name"]].append(arm)
+    sets = list(result["base"]["eval_loss"])
+    rows = []
+    for name, arms in by_name.items():
+        row = {"name": name, "kind": arms[0]["kind"], "seeds": len(arms),
+               "n_records": float(np.mean([a["n_records"] for a in arms])),
+               "n_response_tokens": float(np.mean([a["n_response_tokens"] for a in arms])), "eval": {}}
+        for s in sets:
+            losses = np.array([a["eval_loss"][s] for a in arms])
+            random = np.array([a["eval_loss"][s] for a in by_name.get("random", [])])
+            reference = name == "random"
+            row["eval"][s] = {"mean": float(losses.mean()), "ci95": mean_interval(losses),
+                              "vs_random": None if not len(random) else float(losses.mean() - random.mean()),
+                              "vs_random_ci95": None if reference else difference_interval(losses, random),
+                              "reference": reference}
+        rows.append(row)
+    return rows
+
+
+def mean_interval(values: np.ndarray) -> list[float] | None:
+    if len(values) < 2:
+        return None
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return [float(values.mean() - half), float(values.mean() + half)]
+
+
+def difference_interval(a: np.ndarray, b: np.ndarray) -> list[float] | None:
+    """95% interval of mean(a) - mean(b), Welch; None with fewer than 2 values on a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return [diff, diff]
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    return [diff - half, diff + half]
+
+
+def write_html(result: dict, rows: list[dict], path: Path) -> Path:
+    """Eval loss per arm (each seed a dot, the mean a bar), one panel per eval set, the base
+    model as a dashed line."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from ..report import _e, _figure_html, _page
+
+    sets = list(result["base"]["eval_loss"])
+    fig = make_subplots(rows=1, cols=len(sets), subplot_titles=sets)
+    for col, s in enumerate(sets, start=1):
+        names = [r["name"] for r in rows]
+        fig.add_trace(go.Bar(x=names, y=[r["eval"][s]["mean"] for r in rows], name="mean over seeds",
+                             marker_color="#9ecae1", showlegend=col == 1), row=1, col=col)
+        arms = result["arms"]
+        fig.add_trace(go.Scatter(x=[a["name"] for a in arms], y=[a["eval_loss"][s] for a in arms], mode="markers",
+                                 name="one seed", marker={"color": "#08519c"}, showlegend=col == 1,
+                                 text=[f"seed {a['seed']}, {a['n_response_tokens']:,} response tokens" for a in arms]),
+                      row=1, col=col)
+        fig.add_hline(y=result["base"]["eval_loss"][s], line_dash="dash", annotation_text="base model",
+                      row=1, col=col)
+        low = min([result["base"]["eval_loss"][s]] + [a["eval_loss"][s] for a in arms])
+        fig.update_yaxes(range=[low * 0.95, None], title_text="held-out loss" if col == 1 else None, row=1, col=col)
+    fig.update_layout(height=460, margin={"t": 60})
+    body = (f"<h1>Held-out loss by training arm</h1><p>model {_e(result['base']['model'])} "
+            f"({_e(result['base']['revision'])}); lower is better. A longer subset trains on more tokens: "
+            "see the response tokens per arm in the table.</p>" + _figure_html(fig) + _table_html(rows, sets)
+            + f"<h2>result.json</h2><pre class='manifest'>{_e(json.dumps(result, indent=2))}</pre>")
+    atomic_write(path, _page("sftpick eval", body))
+    return path
+
+
+def _table_html(rows: list[dict], sets: list[str]) -> str:
+    from ..report import _e
+
+    head = "".join(f"<th>{_e(s)}: loss</th><th>{_e(s)}: vs random (95% CI)</th>" for s in sets)
+    lines = [f"<table><tr><th>arm</th><th>kind</th><th>seeds</th><th>records</th><th>response tokens</th>{head}</tr>"]
+    for r in rows:
+        cells = "".join(f"<td class='n'>{r['eval'][s]['mean']:.4f}</td><td class='n'>{_e(format_diff(r['eval'][s]))}</td>"
+                        for s in sets)
+        lines.append(f"<tr><td>{_e(r['name'])}</td><td>{_e(r['kind'])}</td><td class='n'>{r['seeds']}</td>"
+                     f"<td class='n'>{r['n_records']:,.0f}</td><td class='n'>{r['n_response_tokens']:,.0f}</td>{cells}</tr>")
+    return "\n".join(lines) + "</table>"
+
+
+def format_diff(cell: dict) -> str:
+    if cell["vs_random"] is None:
+        return "no random arm"
+    if cell["reference"]:
+        interval = cell["ci95"]
+        return "reference" + (f" (its mean: [{interval[0]:.4f}, {interval[1]:.4f}])" if interval else "")
+    interval = cell["vs_random_ci95"]
+    text = f"{cell['vs_random']:+.4f}"
+    return text + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else " (1 seed: no interval)")
