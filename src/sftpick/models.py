@@ -77,7 +77,7 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hub_kwargs(name: str) -> dict:
+def hub_kwargs(name: str, kind: str = "model") -> dict:
     """`from_pretrained` arguments for `name`. A hub id in the local cache is read from there
     (no network, the same revision every run); one that is not fails at once when the hub
     cannot be reached, instead of after a minute of retries."""
@@ -88,14 +88,14 @@ def hub_kwargs(name: str) -> dict:
     try:
         cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
     except ValueError:  # not a valid hub id either
-        raise ModelNotFoundError(f"cannot load model {name!r}: not an embedded model ({', '.join(EMBEDDED_LMS)}, "
-                                 f"{GEMMA_NAME}), a local folder, a .gguf file nor a valid hub id") from None
+        embedded = f"an embedded model ({', '.join(EMBEDDED_LMS)}, {GEMMA_NAME}), a .gguf file, " if kind == "model" else ""
+        raise ModelNotFoundError(f"cannot load {kind} {name!r}: not {embedded}a local folder nor a valid hub id") from None
     if cached:
         return {"local_files_only": True}
     why = ("offline mode is on (--offline or HF_HUB_OFFLINE=1)" if offline() else
            f"{_hub_endpoint()} cannot be reached (no network?)" if not _hub_reachable() else None)
     if why:
-        raise ModelNotFoundError(f"cannot load model {name!r}: not in the local Hugging Face cache, and {why}; download it "
+        raise ModelNotFoundError(f"cannot load {kind} {name!r}: not in the local Hugging Face cache, and {why}; download it "
                                  f"once where there is network (`huggingface-cli download {name}`) or pass a "
                                  "local folder")
     return {}
@@ -230,7 +230,7 @@ def load_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto"):
     from sentence_transformers import SentenceTransformer
 
     source = str(embedded_embedder_path()) if name == DEFAULT_EMBEDDER else name
-    hub = hub_kwargs(source)
+    hub = hub_kwargs(source, "embedding model")
     try:
         return SentenceTransformer(source, device=resolve_device(device), **hub)
     except (OSError, ValueError) as error:

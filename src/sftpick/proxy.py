@@ -68,12 +68,14 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
                      check: int = DEFAULT_CHECK, min_agreement: float | None = None, seed: int = 0,
                      scorers: list[str] | None = None, fmt: str | None = None, progress: bool = True,
                      proxy_options: dict | None = None, on_check: Callable[[ProxyCheck], None] | None = None,
+                     strict: bool = False, shard_size: int = 64, workers: int = 1, rejects: str | Path | None = None,
                      **options):
     """Check that `proxy` (weak) agrees with `model` (strong) on `check` sampled records,
     then score the whole dataset with `proxy`. Raises ValueError when Spearman rho is below
     `min_agreement`. Writes the check beside the scores (`<output stem>.proxy.json`).
     `proxy_options` override `options` for the weak model only (e.g. another template);
-    `on_check` is called with the check's figures before the decision (the CLI prints them)."""
+    `on_check` is called with the check's figures before the decision (the CLI prints them);
+    `strict`, `shard_size`, `workers` and `rejects` go to the full scoring run."""
     from .api import build_scorers, score
 
     if check < 2:
@@ -97,7 +99,8 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
             f"proxy {proxy!r} disagrees with {model!r}: Spearman rho = {result.agreement.spearman:.3f} on "
             f"{result.agreement.n} sampled records, below min_agreement={min_agreement}; "
             f"score with {model!r} instead, or choose another proxy")
-    return score(data, output, scorers=names, fmt=fmt, progress=progress, **weak_options), result
+    return score(data, output, scorers=names, fmt=fmt, strict=strict, progress=progress, shard_size=shard_size,
+                 workers=workers, rejects=rejects, **weak_options), result
 
 
 def _scorer_of(scorers: list, column: str):

@@ -79,7 +79,7 @@ def _load(name: str, device: str, trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_transformers()
-    hub = hub_kwargs(name)
+    hub = hub_kwargs(name, "reward model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, **hub)
         model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code, **hub)
