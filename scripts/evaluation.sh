@@ -5,11 +5,11 @@
 # again after an interruption (scores are cached shard by shard, fine-tunes arm by arm).
 # Sizes are variables; the defaults are the GPU study (a 3,111-record pool, 3 seeds).
 #   DEVICE=cuda sh scripts/evaluation.sh
-#   POOL=/work/shared/data/gsm8k-train.json BUDGET=500 SEEDS=3 sh scripts/evaluation.sh
+#   POOL=../shared/data/gsm8k-train.json BUDGET=500 SEEDS=3 sh scripts/evaluation.sh
 # A CPU smoke run (minutes, not a study): HELDOUT=20 BUDGET=16 SEEDS=2 EPOCHS=1 MAX_LENGTH=128 sh scripts/evaluation.sh
 set -e
 cd "$(dirname "$0")/.."
-POOL=${POOL:-/work/shared/data/alpaca-cherry-5pct.json}
+POOL=${POOL:-../shared/data/alpaca-cherry-5pct.json}
 HELDOUT=${HELDOUT:-300}      # records held out of the pool for the eval set
 BUDGET=${BUDGET:-300}        # records each selection keeps (about 10% of the pool)
 SEEDS=${SEEDS:-3}

@@ -10,7 +10,7 @@
 # A CPU smoke run (minutes, not a study): HELDOUT=10 DATASETS=6 MIN_SIZE=10 MAX_SIZE=20 EPOCHS=1 MAX_LENGTH=128 sh scripts/instruction_mining.sh
 set -e
 cd "$(dirname "$0")/.."
-D=${DATA:-/work/shared/data}
+D=${DATA:-../shared/data}
 SOURCES=${SOURCES:-"$D/alpaca-cherry-5pct.json $D/gsm8k-train.json $D/gpteacher-roleplay.json $D/gpteacher-toolformer.json"}
 HELDOUT=${HELDOUT:-75}       # per source
 DATASETS=${DATASETS:-24}
