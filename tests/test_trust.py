@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 import sftpick
-from sftpick import api
 from sftpick.cli import app
 from sftpick.engines.local import _pieces
 from sftpick.provenance import DataMismatch, IncompleteRun, table_meta
@@ -162,6 +161,18 @@ def test_run_checks_strategy_and_ranking_column_before_scoring(tmp_path):
         code, output = cli("run", SAMPLE, "-o", tmp_path / "out", "--scorers", "len", "--by", "len", *args)
         assert_one_line_error(code, output, fragment)
     assert not (tmp_path / "out" / "cache").exists()
+
+
+def test_debug_keeps_the_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sftpick.cli", "--debug", "score", str(tmp_path / "none.jsonl"),
+                             "-o", str(tmp_path / "s.parquet")], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "UnreadableInput" in result.stderr
+
+
+def test_the_manifest_names_library_versions(run_dir):
+    versions = json.loads((run_dir / "manifest.json").read_text())["versions"]
+    assert versions["python"] == sys.version.split()[0]
+    assert versions["torch"] and versions["transformers"] and versions["pyarrow"]
 
 
 def test_api_refuses_a_misspelt_option():

@@ -32,6 +32,7 @@ from .writers import (ORDERS, atomic_write, output_lock, remove_stale_temps, wri
                       write_subset)
 
 DEFAULT_MAX_IFD = 1.0
+LIBRARIES = ("torch", "transformers", "sentence-transformers", "numpy", "pyarrow", "faiss-cpu", "scikit-learn")
 
 
 @dataclass
@@ -347,6 +348,7 @@ def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds:
     manifest = {
         "sftpick_version": __version__,
         "run_id": run_id,
+        "versions": library_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
         "input": {"path": str(scored.dataset.path.resolve()), "sha256": scored.dataset.sha256,
@@ -361,6 +363,18 @@ def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds:
         manifest["selection"] = {**selection.params, "dropped": selection.dropped, "notes": selection.notes,
                                  "stats": selection.stats}
     return manifest
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python's and the numeric libraries' versions: what else the figures depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    return {"python": sys.version.split()[0], **{name: installed(name) for name in LIBRARIES}}
 
 
 def reason_kind(reason: str) -> str:

@@ -22,6 +22,13 @@ from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Assess and select instruction-tuning (SFT) data.")
 console = Console(stderr=True, markup=False, highlight=False)  # paths and record text may hold "[": never markup
+_debug = {"on": False}  # set by `sftpick --debug`: errors keep their traceback
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of any error "
+                                                "(for a bug report) instead of one line.")] = False):
+    _debug["on"] = debug
 
 Data = Annotated[Path, typer.Argument(help="Input records: .json (array), .jsonl or .parquet.")]
 Format = Annotated[Optional[str], typer.Option("--format", help="alpaca | sharegpt | openai (default: detect).")]
@@ -85,8 +92,9 @@ JudgeMaxTokens = Annotated[Optional[int], typer.Option(help="`judge`: max_tokens
 
 
 def _clean_errors(command):
-    """Known failures become one line on stderr and exit code 2, not a traceback. `offline`
-    (where the command has it) is put into the environment before anything loads."""
+    """Known failures become one line on stderr and exit code 2, not a traceback (`--debug`
+    keeps it). `offline` (where the command has it) is put into the environment before
+    anything loads."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         if kwargs.get("offline"):
@@ -95,6 +103,8 @@ def _clean_errors(command):
             return command(*args, **kwargs)
         except (UnreadableInput, UnknownFormat, InvalidRecord, ModelNotFoundError, OutputLocked, ValueError,
                 OSError) as error:  # OSError: a path that is missing, a file, unwritable…
+            if _debug["on"]:
+                raise
             console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
