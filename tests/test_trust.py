@@ -163,6 +163,21 @@ def test_run_checks_strategy_and_ranking_column_before_scoring(tmp_path):
     assert not (tmp_path / "out" / "cache").exists()
 
 
+def test_score_and_select_write_manifests(tmp_path):
+    scores = tmp_path / "s.parquet"
+    assert cli("score", SAMPLE, "-o", scores, "--scorers", "len,mtld", "--no-progress")[0] == 0
+    manifest = json.loads((tmp_path / "s.manifest.json").read_text())
+    assert manifest["counts"]["input"] == manifest["counts"]["scored"] + manifest["counts"]["rejected"] == 120
+    assert manifest["run_id"] == table_meta(pq.read_table(scores))["run_id"]
+    assert [s["scorer"] for s in manifest["scorers"]] == ["len", "mtld"] and manifest["versions"]["torch"]
+    code, output = cli("select", SAMPLE, "--scores", scores, "--by", "mtld", "--budget", "7", "-o",
+                       tmp_path / "subset.jsonl")
+    assert code == 0, output
+    chosen = json.loads((tmp_path / "subset.manifest.json").read_text())
+    assert chosen["scores"]["run_id"] == manifest["run_id"] and chosen["counts"]["selected"] == 7
+    assert chosen["selection"]["by"] == "mtld" and len(chosen["subset"]["sha256"]) == 64
+
+
 def test_debug_keeps_the_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "sftpick.cli", "--debug", "score", str(tmp_path / "none.jsonl"),
                              "-o", str(tmp_path / "s.parquet")], capture_output=True, text=True)

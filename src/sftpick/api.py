@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_examples
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
 from .io import Dataset, Reject, read_dataset
-from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, vouch
+from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
 from .scorers.knn import save_table_embeddings
@@ -28,8 +29,8 @@ from .selectors import SELECTORS, make_selector, parse_budget
 from .selectors.topk import TopK
 from .selectors.vectors import default_path, embed_records, table_vectors
 from .train.api import evaluate, rule_experiments  # noqa: F401  (public API)
-from .writers import (ORDERS, atomic_write, output_lock, remove_stale_temps, write_parquet, write_rejects,
-                      write_subset)
+from .writers import (ORDERS, atomic_write, file_sha256, output_lock, remove_stale_temps, write_parquet,
+                      write_rejects, write_subset)
 
 DEFAULT_MAX_IFD = 1.0
 LIBRARIES = ("torch", "transformers", "sentence-transformers", "numpy", "pyarrow", "faiss-cpu", "scikit-learn")
@@ -98,8 +99,9 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
           workers: int = 1, run_id: str | None = None, rejects: str | Path | None = None,
           **options) -> ScoreResult:
     """Score every record of `data`; writes the table to `output` (Parquet) when given, the
-    rejects to `rejects` (default: `X.rejects.jsonl` beside `X.parquet`) and the kNN scorer's
-    vectors to `embeddings` (default: `embeddings_path(output)`), under a lock on `output`.
+    rejects to `rejects` (default: `X.rejects.jsonl` beside `X.parquet`), the kNN scorer's
+    vectors to `embeddings` (default: `embeddings_path(output)`) and, last, a manifest
+    (`X.manifest.json`), under a lock on `output`.
 
     `options` go to the scorers that accept them: model, variant, template, max_length,
     device, dtype, token_budget, trust_remote_code, deita_complexity_model, … Every option is checked before the
@@ -109,18 +111,29 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
     built = build_scorers(list(scorers or ["ifd"]), options)
     if output is None:
         return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+    started = time.perf_counter()
     output = Path(output)
     with output_lock(output.with_name(f".{output.name}.lock")):
         cache_dir = Path(cache_dir) if cache_dir else Path(str(output) + ".cache")
         _remove_stale_temps(output.parent, output.name, cache_dir)
+        run_id = run_id or new_run_id()
         result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
-        write_rejects(result.rejects, rejects or rejects_path(output))
+        rejects = Path(rejects or rejects_path(output))
+        write_rejects(result.rejects, rejects)
+        manifest = build_manifest(result, None, seconds=time.perf_counter() - started, run_id=run_id,
+                                  outputs={"scores": {"file": str(output)}, "rejects": {"file": str(rejects)}})
+        atomic_write(sibling(output, ".manifest.json"), json.dumps(manifest, indent=2, default=str))
         return result
 
 
+def sibling(path: str | Path, suffix: str) -> Path:
+    """`X.parquet` -> `X<suffix>` beside it (`.rejects.jsonl`, `.manifest.json`, …)."""
+    path = Path(path)
+    return path.with_name(path.stem + suffix)
+
+
 def rejects_path(output: str | Path) -> Path:
-    output = Path(output)
-    return output.with_name(output.stem + ".rejects.jsonl")
+    return sibling(output, ".rejects.jsonl")
 
 
 def _check_positive(**values: int) -> None:
@@ -363,6 +376,20 @@ def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds:
         manifest["selection"] = {**selection.params, "dropped": selection.dropped, "notes": selection.notes,
                                  "stats": selection.stats}
     return manifest
+
+
+def selection_manifest(dataset: Dataset, scores: str | Path, selection: Selection, subset: str | Path) -> dict:
+    """What `select` wrote and from what: the data file, the scores (with their run id), the
+    selection's parameters, drops, notes and figures."""
+    return {"sftpick_version": __version__, "versions": library_versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": sys.argv,
+            "input": {"path": str(dataset.path.resolve()), "sha256": dataset.sha256, "format": dataset.format},
+            "scores": {"path": str(Path(scores).resolve()), "sha256": file_sha256(scores),
+                       "run_id": table_meta(pq.read_schema(scores)).get("run_id")},
+            "subset": {"file": str(subset), "sha256": file_sha256(subset)},
+            "counts": {"selected": int(len(selection.rows)), "requested": selection.requested},
+            "selection": {**selection.params, "dropped": selection.dropped, "notes": selection.notes,
+                          "stats": selection.stats}}
 
 
 def library_versions() -> dict[str, str | None]:

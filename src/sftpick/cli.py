@@ -183,7 +183,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                                       judge_timeout, judge_max_tokens))
     _print_counts(result.counts, result.rejects)
     _print_judge(result.timings)
-    console.print(f"scores: {output}\nrejects: {rejects}")
+    console.print(f"scores: {output}\nrejects: {rejects}\nmanifest: {api.sibling(output, '.manifest.json')}")
 
 
 @app.command()
@@ -203,8 +203,11 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
                            where=where, strategy=strategy, pool=pool, data=dataset,
                            **_strategy_options(tau, clusters, quota, neighbors, kernel, seed, seed_set))
     write_subset(dataset, selection.order, output, order=order)
+    manifest = api.sibling(output, ".manifest.json")
+    atomic_write(manifest, json.dumps(api.selection_manifest(dataset, scores, selection, output), indent=2,
+                                      default=str))
     _print_selection(selection)
-    console.print(f"subset: {output}")
+    console.print(f"subset: {output}\nmanifest: {manifest}")
 
 
 @app.command()

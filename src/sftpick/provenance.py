@@ -48,8 +48,9 @@ def stamp(table: pa.Table, dataset: Dataset, run_id: str, *, manifest: bool = Fa
     return table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
 
 
-def table_meta(table: pa.Table) -> dict:
-    return json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+def table_meta(table: pa.Table | pa.Schema) -> dict:
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    return json.loads((schema.metadata or {}).get(META_KEY, b"{}"))
 
 
 def align(table: pa.Table, dataset: Dataset, scores_name: str = "the scores") -> tuple[pa.Table, str | None]:
