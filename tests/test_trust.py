@@ -178,6 +178,21 @@ def test_score_and_select_write_manifests(tmp_path):
     assert chosen["selection"]["by"] == "mtld" and len(chosen["subset"]["sha256"]) == 64
 
 
+def test_run_takes_its_options_from_a_config_file(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('scorers = "len,mtld"\nby = "mtld"\nbudget = "6"\nstrategy = "kcenter"\n'
+                      'where = ["len>=20"]\nprogress = false\n')
+    code, output = cli("run", SAMPLE, "-o", tmp_path / "out", "--config", config, "--budget", "4")
+    assert code == 0, output
+    selection = json.loads((tmp_path / "out" / "manifest.json").read_text())["selection"]
+    assert (selection["by"], selection["strategy"], selection["budget"], selection["where"]) == \
+        ("mtld", "kcenter", "4", ["len>=20"])  # the flag on the command line wins over the file
+    config.write_text('budgt = "5%"\n')
+    code, output = cli("run", SAMPLE, "-o", tmp_path / "out2", "--config", config)
+    assert code == 2 and "budgt is no option of `run`" in " ".join(output.split())
+    assert not (tmp_path / "out2").exists()
+
+
 def test_debug_keeps_the_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "sftpick.cli", "--debug", "score", str(tmp_path / "none.jsonl"),
                              "-o", str(tmp_path / "s.parquet")], capture_output=True, text=True)

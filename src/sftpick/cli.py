@@ -91,6 +91,32 @@ JudgeTimeout = Annotated[Optional[float], typer.Option(help="`judge`: seconds to
 JudgeMaxTokens = Annotated[Optional[int], typer.Option(help="`judge`: max_tokens of a reply (default 32; the score is on its first line).")]
 
 
+def _load_config(ctx: typer.Context, param: typer.CallbackParam, path: Optional[Path]) -> Optional[Path]:
+    """`--config FILE` (TOML, option names as keys: `budget = "5%"`, `scorers = "ifd,len"`): its
+    values become the command's defaults, so a flag on the command line still wins. Read
+    before any other option (eager), and a key that is no option of the command is an error."""
+    if path is None:
+        return None
+    import tomllib
+
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise typer.BadParameter(f"{path}: {error}") from None
+    known = {p.name for p in ctx.command.params if p.param_type_name == "option"} - {"config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise typer.BadParameter(f"{path}: {', '.join(unknown)} is no option of `{ctx.info_name}`; "
+                                 f"options: {', '.join(sorted(known))}")
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
+Config = Annotated[Optional[Path], typer.Option(help="TOML file of this command's options (names as keys); "
+                                                "flags given on the command line win.",
+                                                is_eager=True, callback=_load_config)]
+
+
 def _clean_errors(command):
     """Known failures become one line on stderr and exit code 2, not a traceback (`--debug`
     keeps it). `offline` (where the command has it) is put into the environment before
@@ -169,7 +195,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           judge_url: JudgeUrl = None, judge_model: JudgeModel = None, judge_prompt: JudgePrompt = None,
           judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None, judge_retries: JudgeRetries = None,
           judge_timeout: JudgeTimeout = None, judge_max_tokens: JudgeMaxTokens = None,
-          offline: Offline = False):
+          offline: Offline = False, config: Config = None):
     """Score every record; write one row per scored record and a rejects file."""
     scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
     rejects = rejects or api.rejects_path(output)
@@ -194,7 +220,7 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
            min_ifd: MinIfd = None, where: Where = None, strategy: Strategy = "topk", fmt: Format = None,
            pool: Pool = None, tau: Tau = None, clusters: Clusters = None, quota: Quota = None,
            neighbors: Neighbors = None, kernel: Kernel = None, seed: Seed = None, seed_set: SeedSet = None,
-           order: Order = "input"):
+           order: Order = "input", config: Config = None):
     """Choose records by their scores and write them in the input's own format."""
     if order not in ORDERS:
         raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
@@ -228,7 +254,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         workers: Workers = 1, judge_url: JudgeUrl = None, judge_model: JudgeModel = None,
         judge_prompt: JudgePrompt = None, judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None,
         judge_retries: JudgeRetries = None, judge_timeout: JudgeTimeout = None,
-        judge_max_tokens: JudgeMaxTokens = None, offline: Offline = False):
+        judge_max_tokens: JudgeMaxTokens = None, offline: Offline = False, config: Config = None):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
