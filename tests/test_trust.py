@@ -157,7 +157,10 @@ def test_bad_options_fail_before_any_work(tmp_path, args, fragments):
 def test_run_checks_strategy_and_ranking_column_before_scoring(tmp_path):
     for args, fragment in ((["--strategy", "kcentre"], "unknown strategy 'kcentre'"),
                            (["--by", "ifd"], "by='ifd' is not a column of the scores"),
-                           (["--budget", "0"], "budget='0' should select at least one record")):
+                           (["--budget", "0"], "budget='0' should select at least one record"),
+                           (["--strategy", "deita", "--tau", "2"], "deita: tau=2.0 should be a cosine similarity"),
+                           (["--strategy", "clusters", "--quota", "even"], "quota='even' is not one of"),
+                           (["--strategy", "kcenter", "--seed-set", "none.json"], "seed_set='none.json': no such file")):
         code, output = cli("run", SAMPLE, "-o", tmp_path / "out", "--scorers", "len", "--by", "len", *args)
         assert_one_line_error(code, output, fragment)
     assert not (tmp_path / "out" / "cache").exists()

@@ -273,6 +273,9 @@ def check_strategy(strategy: str, options: dict) -> None:
     if unknown:
         raise ValueError(f"option {', '.join(unknown)} does not apply to strategy {strategy!r} "
                          f"(it takes: {', '.join(sorted(accepted)) or 'no options'})")
+    if "seed_set" in options and not Path(options["seed_set"]).is_file():
+        raise ValueError(f"seed_set={str(options['seed_set'])!r}: no such file")
+    make_selector(strategy, **{k: v for k, v in options.items() if k != "seed_set"}).check()
 
 
 def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, dataset: Dataset | None,

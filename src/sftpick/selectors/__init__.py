@@ -1,6 +1,7 @@
 """Selectors choose rows of a score table. A selector is a class whose `__init__` stores
-its options and whose `select(table, budget, embeddings=None) -> np.ndarray` returns the
-chosen positions in the table, deterministic for a given seed. A selector with
+its options, whose `check()` validates them before any work, and whose
+`select(table, budget, embeddings=None) -> np.ndarray` returns the chosen positions in the
+table, in pick order, deterministic for a given seed. A selector with
 `needs_embeddings = True` gets one vector per table row. After `select` it may leave
 `stats_` (figures for the manifest) and `notes_` (why it returned fewer than asked). Budgets
 are resolved to a count before a selector sees them (`parse_budget`). Modules register
@@ -19,6 +20,8 @@ SELECTORS: dict[str, type] = {}
 
 class Selector(Protocol):
     name: str
+
+    def check(self) -> None: ...
 
     def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray: ...
 

@@ -35,10 +35,15 @@ class Clusters:
         self.quota = quota
         self.seed = seed
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Positions chosen, in score order."""
+    def check(self) -> None:
         if self.quota not in QUOTAS:
             raise ValueError(f"clusters: quota={self.quota!r} is not one of {', '.join(QUOTAS)}")
+        if self.clusters is not None and self.clusters < 1:
+            raise ValueError(f"clusters: clusters={self.clusters} should be >= 1")
+
+    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Positions chosen, in score order."""
+        self.check()
         vectors = check_embeddings(embeddings, table.num_rows, self.name)
         k = self.clusters or default_clusters(len(vectors))
         if not 1 <= k <= len(vectors):

@@ -30,10 +30,13 @@ class Deita:
         self.ascending = ascending
         self.tau = tau
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Positions kept, in score order."""
+    def check(self) -> None:
         if not -1 <= self.tau <= 1:
             raise ValueError(f"deita: tau={self.tau} should be a cosine similarity in [-1, 1]")
+
+    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Positions kept, in score order."""
+        self.check()
         vectors = unit_rows(check_embeddings(embeddings, table.num_rows, self.name))
         order = score_order(table, self.by, self.ascending)
         chosen, examined = deita_filter(vectors, order, budget, self.tau)

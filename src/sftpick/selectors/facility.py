@@ -50,12 +50,15 @@ class Facility:
         self.kernel = kernel
         self.seed = seed
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Positions in pick order; `stats_["facility_value"]` is f(S) under the kernel."""
+    def check(self) -> None:
         if self.neighbors < 1:
             raise ValueError(f"facility: neighbors={self.neighbors} should be >= 1")
         if self.kernel not in KERNELS:
             raise ValueError(f"facility: kernel={self.kernel!r} is not one of {', '.join(KERNELS)}")
+
+    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Positions in pick order; `stats_["facility_value"]` is f(S) under the kernel."""
+        self.check()
         vectors = check_embeddings(embeddings, table.num_rows, self.name)
         if self.kernel == "euclidean":
             chosen, value = lazy_greedy_dense(euclidean_similarity(vectors), budget)

@@ -37,6 +37,9 @@ class KCenter:
         self.ascending = ascending
         self.centers = centers
 
+    def check(self) -> None:
+        """The centers are checked against the embeddings when they meet."""
+
     def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
         """Positions in pick order; `stats_["covering_radius"]` is the largest distance from
         a record of the table to its nearest center (chosen or given) afterwards."""

@@ -17,6 +17,9 @@ class TopK:
         self.by = by
         self.ascending = ascending
 
+    def check(self) -> None:
+        """No option to check."""
+
     def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
         """Positions of the `budget` best rows; ties broken by `row`, NaN never chosen."""
         values = table.column(self.by).to_numpy(zero_copy_only=False).astype(np.float64)
