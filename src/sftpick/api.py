@@ -239,8 +239,9 @@ def ranking_column(by: str | None, columns: list[str], strategy: str) -> str | N
         if by not in columns:
             raise ValueError(f"by={by!r} is not a column of the scores; columns: {', '.join(columns)}")
         return by
-    if "ifd" in columns:
-        return "ifd"
+    for default in (getattr(SELECTORS[strategy], "default_by", None), "ifd"):
+        if default in columns:
+            return default
     if getattr(SELECTORS[strategy], "needs_ranking", False):
         raise ValueError(f"strategy {strategy!r} ranks by a score column and the scores have no 'ifd': "
                          f"pass by= (--by) one of {', '.join(columns)}")

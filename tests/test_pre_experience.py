@@ -1,0 +1,71 @@
+"""Cherry LLM's pre-experience sampling: the instruction's perplexity under the LM (as
+Cherry's `data_analysis.py --mod pre` computes it) and the middle band of it, evenly
+sampled, in every k-means cluster (`data_by_cluster.py`)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import sftpick
+from sftpick.cli import app
+from sftpick.selectors.pre_experience import middle_band
+from sftpick.templates import render_prompt
+
+SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"
+
+
+def test_middle_band_keeps_the_25_75_band_evenly():
+    members = np.arange(20, 40)
+    confidence = np.zeros(40)
+    confidence[20:40] = 39 - np.arange(20, 40)  # descending: the band is found by value, kept in input order
+    assert middle_band(members, confidence, 2, 25, 75).tolist() == [25, 30]
+    assert middle_band(members, confidence, 30, 25, 75).tolist() == list(range(20, 40))  # cluster too small
+    assert middle_band(members, confidence, 12, 25, 75).tolist() == list(range(25, 35))  # band too narrow
+
+
+def test_each_cluster_gives_its_band():
+    rng = np.random.default_rng(0)
+    centers = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
+    vectors = np.concatenate([c + rng.normal(scale=0.1, size=(20, 2)) for c in centers]).astype(np.float32)
+    table = pa.table({"row": np.arange(60), "ppl_ins": rng.uniform(1, 50, size=60)})
+    selection = sftpick.select(table, 9, strategy="pre_experience", clusters=3, embeddings=vectors)
+    assert selection.params["by"] == "ppl_ins" and selection.stats == {"clusters": 3, "per_cluster": 3}
+    chosen = selection.order
+    assert len(chosen) == 9
+    values = table.column("ppl_ins").to_numpy()
+    for c in range(3):
+        members = np.arange(20 * c, 20 * (c + 1))
+        picked = [p for p in chosen if p in members]
+        low, high = np.percentile(values[members], [25, 75])
+        assert len(picked) == 3 and all(low <= values[p] <= high for p in picked)
+
+
+def test_instruction_perplexity_is_cherry_s(real_dataset):
+    """exp(mean loss over the Alpaca prompt's tokens), as `model(ids, labels=ids).loss` gives it."""
+    from sftpick.scorers.instruction_ppl import InstructionPerplexity
+
+    scorer = InstructionPerplexity(device="cpu")
+    scorer.setup()
+    examples = real_dataset.examples[:4]
+    got = scorer.score(examples)["ppl_ins"]
+    lm = scorer.lm_
+    for example, value in zip(examples, got):
+        ids = lm.tokenizer(render_prompt(example, "alpaca"), return_tensors="pt")["input_ids"][:, :512]
+        with torch.inference_mode():
+            expected = torch.exp(lm.model(ids, labels=ids).loss).item()
+        assert value == pytest.approx(expected, rel=1e-4)
+
+
+def test_cli_runs_cherry_s_recipe(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(SAMPLE), "-o", str(out), "--scorers", "ppl_ins",
+                                      "--strategy", "pre_experience", "--clusters", "4", "--budget", "8",
+                                      "--max-length", "128", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["selection"]["by"] == "ppl_ins" and manifest["counts"]["selected"] == 8
+    assert manifest["selection"]["stats"] == {"clusters": 4, "per_cluster": 2}
