@@ -60,6 +60,21 @@ def test_instruction_perplexity_is_cherry_s(real_dataset):
         assert value == pytest.approx(expected, rel=1e-4)
 
 
+def test_lm_hidden_states_are_cherry_s_sentence_embeddings(real_dataset):
+    """Mean over the prompt's tokens of the last hidden state, as `hidden_states[-1].mean(dim=1)`."""
+    from sftpick.embeddings import embed_examples, example_text
+    from sftpick.models import load_causal_lm
+
+    examples = real_dataset.examples[:3]
+    vectors = embed_examples(examples, model="lm:smollm2-135m", text="prompt", device="cpu")
+    lm = load_causal_lm("smollm2-135m", device="cpu")
+    for example, vector in zip(examples, vectors):
+        ids = lm.tokenizer(example_text(example, "prompt"), return_tensors="pt")["input_ids"][:, :512]
+        with torch.inference_mode():
+            expected = lm.model(ids, output_hidden_states=True).hidden_states[-1].mean(dim=1)[0].numpy()
+        np.testing.assert_allclose(vector, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_cli_runs_cherry_s_recipe(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["run", str(SAMPLE), "-o", str(out), "--scorers", "ppl_ins",
@@ -69,3 +84,7 @@ def test_cli_runs_cherry_s_recipe(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["selection"]["by"] == "ppl_ins" and manifest["counts"]["selected"] == 8
     assert manifest["selection"]["stats"] == {"clusters": 4, "per_cluster": 2}
+    from sftpick.embeddings import load_embeddings
+
+    rows, vectors, meta = load_embeddings(out / "scores.embeddings-lm_smollm2-135m.parquet")  # the LM's, kept
+    assert (meta["model"], meta["text"], vectors.shape) == ("lm:smollm2-135m", "prompt", (120, 576))

@@ -292,7 +292,12 @@ def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, data
         vectors, meta = embeddings, {}
     else:
         path = Path(embeddings) if embeddings is not None else default_path(scores)
-        vectors, meta = table_vectors(table, path, dataset.examples if dataset else None, strategy)
+        defaults = {name: p.default for name, p in inspect.signature(SELECTORS[strategy]).parameters.items()}
+        embedder = options.get("embedder", defaults.get("embedder"))  # a strategy's own (pre_experience: the LM's)
+        if embedder and path is not None:
+            path = sibling(path, "-" + re.sub(r"[^\w.-]+", "_", embedder) + ".parquet")
+        vectors, meta = table_vectors(table, path, dataset.examples if dataset else None, strategy,
+                                      embedder, options.get("embed_text", defaults.get("embed_text", "whole")))
     options = dict(options)
     if "seed_set" in options:
         options["centers"] = embed_records(read_dataset(options.pop("seed_set")).examples, meta)

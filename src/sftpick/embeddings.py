@@ -17,11 +17,17 @@ from .examples import Example
 from .writers import write_parquet
 from .models import DEFAULT_EMBEDDER, load_embedder
 
-EMBED_TEXTS = ("whole", "instruction")
+EMBED_TEXTS = ("whole", "instruction", "prompt")
+LM_PREFIX = "lm:"  # `lm:smollm2-135m`: a causal LM's mean-pooled last hidden state, not a sentence embedder
 
 
 def example_text(example: Example, what: str = "whole") -> str:
-    """`whole`: instruction, input and response joined by newlines; `instruction`: the context only."""
+    """`whole`: instruction, input and response joined by newlines; `instruction`: the context
+    only; `prompt`: the Alpaca prompt the response would follow (what Cherry LLM embeds)."""
+    if what == "prompt":
+        from .templates import render_prompt
+
+        return render_prompt(example, "alpaca")
     if what == "whole":
         return "\n".join(part for part in (example.instruction, example.input, example.response) if part)
     if what == "instruction":
@@ -31,10 +37,37 @@ def example_text(example: Example, what: str = "whole") -> str:
 
 def embed_texts(texts: list[str], *, model: str = DEFAULT_EMBEDDER, device: str = "auto",
                 batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    if model.startswith(LM_PREFIX):
+        return lm_hidden_states(texts, model[len(LM_PREFIX):], device=device)
     encoder = load_embedder(model, device=device)
     vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                              convert_to_numpy=True, show_progress_bar=progress)
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def lm_hidden_states(texts: list[str], model: str, *, device: str = "auto", max_length: int = 512,
+                     token_budget: int = 1024) -> np.ndarray:
+    """The mean over each text's tokens of the causal LM's last hidden state (after its final
+    norm), at most `max_length` tokens: the representation Cherry LLM clusters
+    (`data_analysis.py --mod pre`, `hidden_states[-1].mean(dim=1)`). Not normalised."""
+    import torch
+
+    from .models import load_causal_lm
+    from .perplexity import micro_batches
+
+    lm = load_causal_lm(model, device=device)
+    ids = [row[:max_length] for row in lm.tokenizer(texts)["input_ids"]]
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
+    vectors = np.zeros((len(texts), lm.model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in micro_batches(np.array([len(row) for row in ids]), token_budget):
+            width = max(len(ids[i]) for i in batch)
+            padded = torch.tensor([ids[i] + [pad or 0] * (width - len(ids[i])) for i in batch], device=lm.device)
+            # Right padding under the causal mask: no real token sees a pad, so no attention mask.
+            hidden = lm.model.base_model(input_ids=padded).last_hidden_state.float()
+            for r, i in enumerate(batch):
+                vectors[i] = hidden[r, : len(ids[i])].mean(dim=0).cpu().numpy()
+    return vectors
 
 
 def embed_examples(examples: list[Example], *, model: str = DEFAULT_EMBEDDER, text: str = "whole",

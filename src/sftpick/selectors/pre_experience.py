@@ -7,8 +7,9 @@ its 25th and 75th percentile, and take `budget // clusters` of them evenly space
 them, as does a band that is too narrow. The ranking column (`by`, `ppl_ins` from the
 instruction-perplexity scorer in Cherry's recipe) is the "confidence" the band is cut on.
 
-Cherry clusters the scoring LM's mean-pooled hidden states of the instruction; here the
-embeddings are the selectors' sentence embeddings (all-MiniLM-L6-v2 by default).
+The records are clustered, as Cherry does, by the scoring LM's mean-pooled last hidden
+state of the Alpaca prompt (`embedder="lm:smollm2-135m"`, `embed_text="prompt"`; saved beside
+the scores as `X.embeddings-lm_smollm2-135m.parquet`); any sentence embedder can stand in.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 from sklearn.cluster import KMeans
 
+from ..embeddings import EMBED_TEXTS
+from ..models import DEFAULT_LM
 from . import register
 from .clusters import default_clusters
 from .ranking import check_embeddings
@@ -28,13 +31,16 @@ class PreExperience:
     default_by = "ppl_ins"  # the column its band is cut on, when the scores have it
 
     def __init__(self, by: str | None = "ppl_ins", *, ascending: bool = False, clusters: int | None = None,
-                 low_percentile: float = 25.0, high_percentile: float = 75.0, seed: int = 0):
+                 low_percentile: float = 25.0, high_percentile: float = 75.0, seed: int = 0,
+                 embedder: str = "lm:" + DEFAULT_LM, embed_text: str = "prompt"):
         self.by = by
         self.ascending = ascending  # the band is symmetric: the direction does not matter
         self.clusters = clusters
         self.low_percentile = low_percentile
         self.high_percentile = high_percentile
         self.seed = seed
+        self.embedder = embedder  # read by api.select, which hands `select` these vectors
+        self.embed_text = embed_text
 
     def check(self) -> None:
         if not 0 <= self.low_percentile <= self.high_percentile <= 100:
@@ -42,6 +48,8 @@ class PreExperience:
                              f"{self.high_percentile} should be percentiles with 0 <= low <= high <= 100")
         if self.clusters is not None and self.clusters < 1:
             raise ValueError(f"pre_experience: clusters={self.clusters} should be >= 1")
+        if self.embed_text not in EMBED_TEXTS:
+            raise ValueError(f"pre_experience: embed_text={self.embed_text!r} is not one of {', '.join(EMBED_TEXTS)}")
 
     def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
         """Positions chosen, cluster by cluster (Cherry's output order)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..cache import content_digest
-from ..embeddings import embed_examples, embeddings_path, load_embeddings, save_embeddings
+from ..embeddings import LM_PREFIX, embed_examples, embeddings_path, load_embeddings, save_embeddings
 from ..examples import Example
 from ..models import DEFAULT_EMBEDDER
 
@@ -21,14 +21,17 @@ def default_path(scores: object) -> Path | None:
 
 
 def table_vectors(table: pa.Table, path: Path | None, examples: list[Example] | None,
-                  strategy: str) -> tuple[np.ndarray, dict]:
-    """(vectors aligned with the table's rows, the embeddings' meta: model, text, …)."""
+                  strategy: str, embedder: str | None = None, text: str = "whole") -> tuple[np.ndarray, dict]:
+    """(vectors aligned with the table's rows, the embeddings' meta: model, text, …). Cached
+    vectors of any sentence embedder serve, unless the strategy asks for an `embedder` of its
+    own: then only that model's vectors of `text` do."""
     rows = table.column("row").to_numpy()
     by_row = None if examples is None else {e.row: e for e in examples}
     if path is not None and path.exists():
         cached_rows, vectors, meta = load_embeddings(path)
         aligned = _align(rows, cached_rows, vectors)
-        if aligned is not None and (by_row is None or _matches(meta, cached_rows, by_row)):
+        made_by = embedder is None or (meta.get("model"), meta.get("text")) == (embedder, text)
+        if aligned is not None and made_by and (by_row is None or _matches(meta, cached_rows, by_row)):
             return aligned, meta
     if by_row is None:
         where = f"no usable embeddings at {path}" if path else "no embeddings given"
@@ -39,9 +42,10 @@ def table_vectors(table: pa.Table, path: Path | None, examples: list[Example] | 
         raise ValueError(f"the data file has no record at row {missing[0]} of the scores "
                          f"({len(missing)} rows missing): is it the file that was scored?")
     chosen = [by_row[r] for r in rows]
-    meta = {"model": DEFAULT_EMBEDDER, "text": "whole", "normalized": True,
+    model = embedder or DEFAULT_EMBEDDER
+    meta = {"model": model, "text": text, "normalized": not model.startswith(LM_PREFIX),
             "content_digest": content_digest([e.content_hash for e in chosen])}
-    vectors = _embed_unique(chosen)
+    vectors = _embed_unique(chosen, model, text)
     if path is not None:
         save_embeddings(path, rows, vectors, meta)
     return vectors, meta
@@ -65,7 +69,7 @@ def _matches(meta: dict, cached_rows: np.ndarray, by_row: dict[int, Example]) ->
     return meta["content_digest"] == content_digest([by_row[int(r)].content_hash for r in cached_rows])
 
 
-def _embed_unique(examples: list[Example]) -> np.ndarray:
+def _embed_unique(examples: list[Example], model: str, text: str) -> np.ndarray:
     """Identical records are embedded once."""
     slot: dict[str, int] = {}
     unique: list[Example] = []
@@ -73,7 +77,7 @@ def _embed_unique(examples: list[Example]) -> np.ndarray:
         if example.content_hash not in slot:
             slot[example.content_hash] = len(unique)
             unique.append(example)
-    vectors = embed_examples(unique, progress=len(unique) > 5000)
+    vectors = embed_examples(unique, model=model, text=text, progress=len(unique) > 5000)
     return vectors[[slot[e.content_hash] for e in examples]]
 
 
