@@ -72,6 +72,17 @@ def check_dtype(dtype: str) -> None:
         raise ValueError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}{why}")
 
 
+def check_lm_options(*, max_length: int, token_budget: int | None, dtype: str, device: str,
+                     min_length: int = 2) -> None:
+    """The options every scorer that runs a causal LM takes, checked before it loads."""
+    if max_length < min_length:
+        raise ValueError(f"max_length={max_length} should be >= {min_length}")
+    if token_budget is not None and token_budget < 1:
+        raise ValueError(f"token_budget={token_budget} should be >= 1")
+    check_dtype(dtype)
+    resolve_device(device)
+
+
 def offline() -> bool:
     """Offline mode: `--offline` or HF_HUB_OFFLINE=1. Models then come from local files only."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, LoadedLM, check_dtype, load_causal_lm, resolve_device
+from ..models import DEFAULT_LM, LoadedLM, check_lm_options, load_causal_lm
 from ..perplexity import NextTokenLogits
 from . import REJECT, register
 
@@ -138,12 +138,8 @@ class _DeitaBase:
 
     def check(self) -> None:
         """Every option's value, before any model loads."""
-        if self.max_length < 1:
-            raise ValueError(f"max_length={self.max_length} should be >= 1")
-        if self.token_budget is not None and self.token_budget < 1:
-            raise ValueError(f"token_budget={self.token_budget} should be >= 1")
-        check_dtype(self.dtype)
-        resolve_device(self.device)
+        check_lm_options(max_length=self.max_length, token_budget=self.token_budget, dtype=self.dtype,
+                         device=self.device, min_length=1)
 
     def _rating_lm(self, model: str, prompt: str, loaded: LoadedLM | None = None) -> RatingLM:
         """A rater for `prompt`; `loaded` is reused when it is `model` already."""

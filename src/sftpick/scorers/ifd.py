@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, check_dtype, load_causal_lm, resolve_device
+from ..models import DEFAULT_LM, check_lm_options, load_causal_lm
 from ..perplexity import Span, SpanLoss
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
@@ -71,12 +71,8 @@ class IFDScorer:
             raise ValueError(f"variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
         if (self.template or "none") not in TEMPLATES:
             raise ValueError(f"template={self.template!r} is not one of {', '.join(TEMPLATES)}")
-        if self.max_length < 2:
-            raise ValueError(f"max_length={self.max_length} should be >= 2")
-        if self.token_budget is not None and self.token_budget < 1:
-            raise ValueError(f"token_budget={self.token_budget} should be >= 1")
-        check_dtype(self.dtype)
-        resolve_device(self.device)
+        check_lm_options(max_length=self.max_length, token_budget=self.token_budget, dtype=self.dtype,
+                         device=self.device)
 
     def setup(self) -> None:
         self.check()
