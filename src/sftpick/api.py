@@ -29,7 +29,7 @@ from .selectors import SELECTORS, make_selector, parse_budget
 from .selectors.topk import TopK
 from .selectors.vectors import default_path, embed_records, table_vectors
 from .train.api import evaluate, rule_experiments  # noqa: F401  (public API)
-from .writers import (ORDERS, atomic_write, file_sha256, output_lock, remove_stale_temps, write_parquet,
+from .writers import (ORDERS, atomic_write, file_sha256, output_lock, remove_stale_temps, sibling, write_parquet,
                       write_rejects, write_subset)
 
 DEFAULT_MAX_IFD = 1.0
@@ -124,12 +124,6 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
                                   outputs={"scores": {"file": str(output)}, "rejects": {"file": str(rejects)}})
         atomic_write(sibling(output, ".manifest.json"), json.dumps(manifest, indent=2, default=str))
         return result
-
-
-def sibling(path: str | Path, suffix: str) -> Path:
-    """`X.parquet` -> `X<suffix>` beside it (`.rejects.jsonl`, `.manifest.json`, …)."""
-    path = Path(path)
-    return path.with_name(path.stem + suffix)
 
 
 def rejects_path(output: str | Path) -> Path:

@@ -16,7 +16,7 @@ from rich.text import Text
 from . import api
 from .examples import InvalidRecord, UnknownFormat
 from .io import UnreadableInput, read_dataset
-from .writers import ORDERS, OutputLocked, atomic_write, write_subset
+from .writers import ORDERS, OutputLocked, atomic_write, sibling, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -213,7 +213,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                                       judge_timeout, judge_max_tokens))
     _print_counts(result.counts, result.rejects)
     _print_judge(result.timings)
-    console.print(f"scores: {output}\nrejects: {rejects}\nmanifest: {api.sibling(output, '.manifest.json')}")
+    console.print(f"scores: {output}\nrejects: {rejects}\nmanifest: {sibling(output, '.manifest.json')}")
 
 
 @app.command()
@@ -234,7 +234,7 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
                            where=where, strategy=strategy, pool=pool, data=dataset,
                            **_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set))
     write_subset(dataset, selection.order, output, order=order)
-    manifest = api.sibling(output, ".manifest.json")
+    manifest = sibling(output, ".manifest.json")
     atomic_write(manifest, json.dumps(api.selection_manifest(dataset, scores, selection, output), indent=2,
                                       default=str))
     _print_selection(selection)

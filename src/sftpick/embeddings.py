@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .examples import Example
-from .writers import write_parquet
 from .models import DEFAULT_EMBEDDER, load_embedder
+from .writers import sibling, write_parquet
 
 EMBED_TEXTS = ("whole", "instruction", "prompt")
 LM_PREFIX = "lm:"  # `lm:smollm2-135m`: a causal LM's mean-pooled last hidden state, not a sentence embedder
@@ -79,8 +79,7 @@ def embed_examples(examples: list[Example], *, model: str = DEFAULT_EMBEDDER, te
 
 def embeddings_path(scores_path: str | Path) -> Path:
     """Where the embeddings of a score table live: `X.parquet` -> `X.embeddings.parquet`."""
-    path = Path(scores_path)
-    return path.with_name(path.stem + ".embeddings.parquet")
+    return sibling(scores_path, ".embeddings.parquet")
 
 
 def save_embeddings(path: str | Path, rows: np.ndarray, vectors: np.ndarray, meta: dict) -> None:

@@ -20,7 +20,7 @@ from .compare import Agreement, compare
 from .engines.local import score_examples
 from .examples import Example
 from .io import read_dataset
-from .writers import atomic_write
+from .writers import atomic_write, sibling
 
 DEFAULT_CHECK = 500
 
@@ -91,7 +91,7 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
     weak = _scorer_of(build_scorers(names, weak_options), "ifd")
     result = ProxyCheck(model, proxy, len(sample), seed, min_agreement,
                         agreement_on(sample, strong, weak, cache_dir=cache_dir, progress=progress))
-    atomic_write(Path(output).with_name(Path(output).stem + ".proxy.json"), json.dumps(result.to_dict(), indent=2))
+    atomic_write(sibling(output, ".proxy.json"), json.dumps(result.to_dict(), indent=2))
     if on_check is not None:
         on_check(result)
     if not result.passed:

@@ -50,6 +50,12 @@ def write_parquet(table, path: str | Path) -> None:
         raise
 
 
+def sibling(path: str | Path, suffix: str) -> Path:
+    """`X.parquet` -> `X<suffix>` beside it (`.rejects.jsonl`, `.manifest.json`, …)."""
+    path = Path(path)
+    return path.with_name(path.stem + suffix)
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..writers import atomic_write
+from ..writers import atomic_write, sibling
 from .arms import Arm, Source, file_names
 
 PRIMARY_COLUMN = {"ppl": "ppl_cond"}  # scorer name -> the column that is its indicator
@@ -85,7 +85,7 @@ def run_experiments(lm, pools: list[str | Path], eval_path: str | Path, output: 
     from ..assess import assess
     from .loop import base_result, load_eval_sets, load_source, run_arm
 
-    runs = output.with_name(output.stem + ".runs")
+    runs = sibling(output, ".runs")
     sources = dict(zip(file_names([str(p) for p in pools]), [load_source(p, lm, config, fmt) for p in pools]))
     formats = {name: s.format for name, s in sources.items()}
     if len(set(formats.values())) > 1:
@@ -138,14 +138,12 @@ def _csv(rows: list[dict]) -> str:
 
 
 def _write_manifest(runs, lm, config, sources, sets, base, draws, seed, min_size, max_size, indicators) -> None:
-    from .loop import manifest_header
+    from .loop import file_entry, manifest_header
 
     manifest = {**manifest_header(lm, config), "base": base, "indicators": indicators,
                 "draws": {"datasets": len(draws), "seed": seed, "min_size": min_size, "max_size": max_size,
                           "method": "size ~ U{min_size..max_size}; weights ~ Dirichlet(1); counts ~ Multinomial; "
                                     "records without replacement; rng = numpy default_rng([seed, i])"},
-                "sources": {name: {"path": str(Path(s.path).resolve()), "sha256": s.sha256, "n_records": s.n_records,
-                                   "used": len(s.examples), "rejects": s.rejects} for name, s in sources.items()},
-                "eval_set": {"path": str(Path(sets[0].path).resolve()), "sha256": sets[0].sha256,
-                             "used": len(sets[0].encoded), "rejects": sets[0].rejects}}
+                "sources": {name: file_entry(s, len(s.examples)) for name, s in sources.items()},
+                "eval_set": file_entry(sets[0], len(sets[0].encoded))}
     atomic_write(runs / "manifest.json", json.dumps(manifest, indent=2))

@@ -6,7 +6,6 @@ configuration, the base model and its revision, and the eval sets' content."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import sys
 from dataclasses import replace
@@ -16,9 +15,10 @@ from pathlib import Path
 from rich.console import Console
 
 from .. import __version__
+from ..cache import config_hash
 from ..io import read_dataset
-from ..writers import atomic_write
 from ..models import LoadedLM
+from ..writers import atomic_write
 from ..selectors import parse_budget
 from .arms import Arm, Source, build_arms, count_overlap, file_names, find_overlap, make_source
 from .data import encode
@@ -72,26 +72,23 @@ def _where(example) -> str:
     return f"row {example.row}" + (f", line {example.line}" if example.line else "")
 
 
-def _digest(payload) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 def _eval_digest(sets: list[EvalSet]) -> dict:
-    return {s.name: _digest(s.content_hashes) for s in sets}
+    return {s.name: config_hash(s.content_hashes) for s in sets}
 
 
 RECIPE = 2  # bump when training or evaluation changes for the same config, so old results are not reused
 
 
 def arm_key(arm: Arm, config: TrainConfig, lm: LoadedLM, sets: list[EvalSet]) -> str:
-    return _digest({"recipe": RECIPE, "train": [e.content_hash for e in arm.examples], "config": config.to_dict(),
-                    "model": lm.name, "revision": lm.revision, "eval": _eval_digest(sets)})
+    return config_hash({"recipe": RECIPE, "train": [e.content_hash for e in arm.examples],
+                        "config": config.to_dict(), "model": lm.name, "revision": lm.revision,
+                        "eval": _eval_digest(sets)})
 
 
 def base_result(lm: LoadedLM, sets: list[EvalSet], config: TrainConfig, out: Path, token_budget: int) -> dict:
     """The base model's eval losses, cached like an arm's."""
-    key = _digest({"base": lm.name, "revision": lm.revision, "template": config.template,
-                   "max_length": config.max_length, "eval": _eval_digest(sets)})
+    key = config_hash({"base": lm.name, "revision": lm.revision, "template": config.template,
+                       "max_length": config.max_length, "eval": _eval_digest(sets)})
     path = out / "arms" / f"base-{key}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -216,16 +213,18 @@ def manifest_header(lm: LoadedLM, config: TrainConfig) -> dict:
         "config": config.to_dict()}
 
 
+def file_entry(source, used: int) -> dict:
+    """A training file, pool or eval set as a manifest names it: where, which bytes, how many
+    records it had and used, and what it rejected."""
+    return {"path": str(Path(source.path).resolve()), "sha256": source.sha256,
+            "n_records": source.n_records, "used": used, "rejects": source.rejects}
+
+
 def _manifest(lm, config, named, pool, sets, baselines, seeds, size, allow_overlap, token_budget) -> dict:
-    files = {name: {"path": str(Path(s.path).resolve()), "sha256": s.sha256, "n_records": s.n_records,
-                    "used": len(s.examples), "rejects": s.rejects} for name, s in named}
     return {
         **manifest_header(lm, config), "seeds": [config.seed + i for i in range(seeds)], "baselines": baselines,
         "baseline_size": size, "allow_overlap": allow_overlap, "eval_token_budget": token_budget,
-        "train_files": files,
-        "pool": None if pool is None else {"path": str(Path(pool.path).resolve()), "sha256": pool.sha256,
-                                           "n_records": pool.n_records, "used": len(pool.examples),
-                                           "rejects": pool.rejects},
-        "eval_sets": {s.name: {"path": str(Path(s.path).resolve()), "sha256": s.sha256, "n_records": s.n_records,
-                               "used": len(s.encoded), "rejects": s.rejects} for s in sets},
+        "train_files": {name: file_entry(s, len(s.examples)) for name, s in named},
+        "pool": None if pool is None else file_entry(pool, len(pool.examples)),
+        "eval_sets": {s.name: file_entry(s, len(s.encoded)) for s in sets},
     }
