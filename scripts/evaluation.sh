@@ -1,17 +1,18 @@
 #!/bin/sh
-# "Prove the subset": select BUDGET records of a real pool by IFD (top-k) and by k-center,
-# then fine-tune on each, on SEEDS random subsets of the same size and on the longest
+# "Prove the subset": select BUDGET records of a real pool by IFD (top-k), by k-center and by
+# DEITA's score-first diversity filter (over IFD), then fine-tune on each, on SEEDS random subsets of the same size and on the longest
 # responses, and compare held-out loss (sftpick eval). Resumable at every stage: run it
 # again after an interruption (scores are cached shard by shard, fine-tunes arm by arm).
-# Sizes are variables; the defaults are the GPU study (a 3,111-record pool, 3 seeds).
+# Sizes are variables; the defaults are the GPU study (Alpaca 5%: 3,011-record pool, 100 held
+# out, 5% subsets, 3 seeds, 3 epochs). docs/evaluation.md ran EPOCHS=1 MAX_LENGTH=256 on CPU.
 #   DEVICE=cuda sh scripts/evaluation.sh
 #   POOL=../shared/data/gsm8k-train.json BUDGET=500 SEEDS=3 sh scripts/evaluation.sh
 # A CPU smoke run (minutes, not a study): HELDOUT=20 BUDGET=16 SEEDS=2 EPOCHS=1 MAX_LENGTH=128 sh scripts/evaluation.sh
 set -e
 cd "$(dirname "$0")/.."
 POOL=${POOL:-../shared/data/alpaca-cherry-5pct.json}
-HELDOUT=${HELDOUT:-300}      # records held out of the pool for the eval set
-BUDGET=${BUDGET:-300}        # records each selection keeps (about 10% of the pool)
+HELDOUT=${HELDOUT:-100}      # records held out of the pool for the eval set
+BUDGET=${BUDGET:-5%}         # records each selection keeps
 SEEDS=${SEEDS:-3}
 EPOCHS=${EPOCHS:-3}
 LR=${LR:-2e-5}
@@ -28,7 +29,9 @@ sftpick run $W/split/$NAME -o $W/ifd --budget "$BUDGET" --model "$MODEL" --templ
     --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
 sftpick run $W/split/$NAME -o $W/kcenter --budget "$BUDGET" --strategy kcenter --model "$MODEL" \
     --template "$TEMPLATE" --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
-sftpick eval --train $W/ifd/selected.json --train $W/kcenter/selected.json \
+sftpick run $W/split/$NAME -o $W/deita --budget "$BUDGET" --strategy deita --by ifd --model "$MODEL" \
+    --template "$TEMPLATE" --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
+sftpick eval --train $W/ifd/selected.json --train $W/kcenter/selected.json --train $W/deita/selected.json \
     --baseline random --baseline longest --pool $W/split/$NAME --seeds "$SEEDS" \
     --eval-set $W/split/heldout.json --model "$MODEL" --device "$DEVICE" --template "$TEMPLATE" \
     --epochs "$EPOCHS" --lr "$LR" --batch-size "$BATCH_SIZE" --max-length "$MAX_LENGTH" -o $W/eval
