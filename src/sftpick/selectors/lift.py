@@ -11,9 +11,17 @@ Quantity: Towards Versatile Instruction Curation"), and the authors' scripts
    quality score; `by` names the column (default `judge`, the LLM judge's rating).
 
 LIFT's expansion phase (GPT-4 rewriting instructions to add new records) generates data and
-is not a selection: it is out of scope. Where this module departs from the scripts or fills
-what the paper leaves open, the README's "LIFT" section says so: the embedder, the component
-count's rule, the signs of the components, how the quality score is made.
+is not a selection: it is out of scope. Where the paper is silent or this module differs
+(the README's "LIFT's curation" says more):
+- embedder: LIFT's is text-embedding-ada-002; here the selectors' sentence embeddings (MiniLM);
+- components: the fewest explaining more than 95% (the script keeps one fewer, via an
+  unseeded randomized SVD); exact, from the covariance matrix in float64;
+- signs: row variance changes with a component's sign, which the paper leaves open; each
+  component's largest loading is made positive (scikit-learn >= 1.5);
+- sizes: the variety stage keeps ceil(20% n) (`variety`; the script: above the 80th
+  percentile), the quality stage the budget (the script: 10,000);
+- quality: the column `by` names; LIFT's 100-point GPT-4 rubric blended 0.9/0.1 with a
+  length score is not reproduced. A record with no value is never chosen.
 """
 from __future__ import annotations
 
