@@ -57,7 +57,7 @@ Where = Annotated[Optional[list[str]], typer.Option(help="Keep records where COL
                                                     "\"judge>=4.5\" (repeatable; a missing value fails).")]
 Order = Annotated[str, typer.Option(help="Order of the subset: input | pick (the strategy's pick order, best first).")]
 Strategy = Annotated[str, typer.Option(help="Selection strategy: topk | kcenter | facility | clusters | deita | "
-                                             "pre_experience.")]
+                                             "pre_experience | lift.")]
 Pool = Annotated[Optional[str], typer.Option(help="Let the strategy choose among the best-ranked records only "
                                              "(count, fraction or %), e.g. --pool 20% --strategy kcenter.")]
 Tau = Annotated[Optional[float], typer.Option(help="deita: keep a record only if its cosine similarity to every "
@@ -71,6 +71,11 @@ Band = Annotated[Optional[tuple[float, float]], typer.Option(help="pre_experienc
 Kernel = Annotated[Optional[str], typer.Option(help="facility: cosine (sparse k-NN graph, the default: scales) | euclidean "
                                                "(Superfiltering's dense submodlib objective, up to 10,000 records).")]
 Seed = Annotated[Optional[int], typer.Option(help="clusters, facility: random seed of k-means (default 0).")]
+Variety = Annotated[Optional[str], typer.Option(help="lift: records its variety stage keeps, those of highest "
+                                             "row variance (count, fraction or %; default 20%, LIFT's); the budget "
+                                             "is then the best of them by --by.")]
+ExplainedVariance = Annotated[Optional[float], typer.Option(help="lift: share of the embeddings' variance its "
+                                                            "principal components keep (default 0.95, LIFT's).")]
 SeedSet = Annotated[Optional[Path], typer.Option(help="kcenter: records already chosen (an input file); "
                                                  "new picks start far from them.")]
 RewardModel = Annotated[Optional[str], typer.Option(help="Reward model for `reward`: HF sequence classification, one output.")]
@@ -167,11 +172,13 @@ def _judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurre
             "judge_timeout": judge_timeout, "judge_max_tokens": judge_max_tokens}
 
 
-def _strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set) -> dict:
+def _strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set, variety,
+                      explained_variance) -> dict:
     """The strategy options given; api.select says when one does not apply."""
     low, high = band or (None, None)
     given = {"tau": tau, "clusters": clusters, "quota": quota, "neighbors": neighbors, "kernel": kernel,
-             "low_percentile": low, "high_percentile": high, "seed": seed, "seed_set": seed_set}
+             "low_percentile": low, "high_percentile": high, "seed": seed, "seed_set": seed_set,
+             "variety": variety, "explained_variance": explained_variance}
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -224,7 +231,7 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
            min_ifd: MinIfd = None, where: Where = None, strategy: Strategy = "topk", fmt: Format = None,
            pool: Pool = None, tau: Tau = None, clusters: Clusters = None, quota: Quota = None,
            neighbors: Neighbors = None, kernel: Kernel = None, band: Band = None, seed: Seed = None,
-           seed_set: SeedSet = None,
+           seed_set: SeedSet = None, variety: Variety = None, explained_variance: ExplainedVariance = None,
            order: Order = "input", config: Config = None):
     """Choose records by their scores and write them in the input's own format."""
     if order not in ORDERS:
@@ -232,7 +239,8 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
     dataset = read_dataset(data, fmt)
     selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
                            where=where, strategy=strategy, pool=pool, data=dataset,
-                           **_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set))
+                           **_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set,
+                                             variety, explained_variance))
     write_subset(dataset, selection.order, output, order=order)
     manifest = sibling(output, ".manifest.json")
     atomic_write(manifest, json.dumps(api.selection_manifest(dataset, scores, selection, output), indent=2,
@@ -251,7 +259,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         where: Where = None, strategy: Strategy = "topk", pool: Pool = None, tau: Tau = None,
         clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, kernel: Kernel = None,
         band: Band = None, seed: Seed = None,
-        seed_set: SeedSet = None, order: Order = "input",
+        seed_set: SeedSet = None, variety: Variety = None, explained_variance: ExplainedVariance = None,
+        order: Order = "input",
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
@@ -265,7 +274,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
         workers=workers, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
         strategy=strategy, pool=pool, order=order,
-        strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set),
+        strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set, variety,
+                                           explained_variance),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
         deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,

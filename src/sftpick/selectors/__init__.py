@@ -60,4 +60,4 @@ def _fraction(value: float, n: int, text: str) -> int:
 
 
 from . import topk  # noqa: E402,F401  (modules register themselves)
-from . import clusters, deita, facility, kcenter, pre_experience  # noqa: E402,F401
+from . import clusters, deita, facility, kcenter, lift, pre_experience  # noqa: E402,F401
