@@ -7,7 +7,7 @@
 # defaults are the GPU study (4 sources, 16,000+ records, 24 datasets of 300-1,500).
 #   DEVICE=cuda sh scripts/instruction_mining.sh
 #   REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 adds the paper's Rew indicator
-# docs/instruction-mining.md ran, on CPU: HELDOUT=25 DATASETS=16 MIN_SIZE=40 MAX_SIZE=120 EPOCHS=1 MAX_LENGTH=256 LR=1e-4 BATCH_SIZE=8
+# docs/instruction-mining.md ran, on CPU: HELDOUT=10 DATASETS=16 MIN_SIZE=20 MAX_SIZE=80 EPOCHS=1 MAX_LENGTH=256 LR=1e-4 BATCH_SIZE=4
 # A CPU smoke run (minutes, not a study): HELDOUT=10 DATASETS=6 MIN_SIZE=10 MAX_SIZE=20 EPOCHS=1 MAX_LENGTH=128 sh scripts/instruction_mining.sh
 set -e
 cd "$(dirname "$0")/.."
