@@ -153,6 +153,7 @@ def test_overlap_is_an_error_naming_the_record(tmp_path, records):
 @pytest.mark.parametrize("args, message", [
     (["--baseline", "shortest"], "unknown baseline 'shortest'; valid baselines: random, longest, full"),
     (["--seeds", "0"], "seeds=0 should be >= 1"),
+    (["--seeds", "2", "--fixed-seeds", "3"], "fixed_seeds=3 should be between 1 and seeds=2"),
     (["--baseline", "random"], "--baseline random needs --pool"),
     (["--lr", "-1"], "lr=-1.0 should be > 0"),
     (["--pool", "missing.json", "--baseline", "full"], "missing.json: no such file"),
@@ -220,4 +221,19 @@ def test_difference_to_random_is_welchs_interval_over_seeds():
     assert cell["vs_random_ci95"] == pytest.approx([expected.low, expected.high])
     assert format_diff(cell).startswith("-0.1") and format_diff(rows[1]["eval"]["heldout"]).startswith("reference")
     single = summarize({"base": {"eval_loss": {"heldout": 2.0}}, "arms": [arms[0], arms[3]]})
-    assert single[0]["eval"]["heldout"]["vs_random_ci95"] is None  # one seed: no interval
+    assert single[0]["eval"]["heldout"]["vs_random_ci95"] is None  # one random seed: no interval
+    once = summarize({"base": {"eval_loss": {"heldout": 2.0}}, "arms": arms[:1] + arms[3:]})[0]["eval"]["heldout"]
+    half = stats.t.ppf(0.975, 3) * np.std(random, ddof=1) * np.sqrt(1 + 1 / 4)  # random's spread, as a new draw's
+    assert once["vs_random_ci95"] == pytest.approx([ifd[0] - np.mean(random) - half, ifd[0] - np.mean(random) + half])
+
+
+def test_fixed_arms_are_fine_tuned_fixed_seeds_times_and_random_every_seed():
+    from sftpick.train.arms import Source, build_arms
+
+    pool = Source("pool.jsonl", "", "alpaca", 10, list(range(10)), [])
+    named = [("ifd", Source("ifd.jsonl", "", "alpaca", 2, [0, 1], []))]
+    arms = build_arms(named, ["random", "full"], pool, [0, 1, 2], 2, fixed_seeds=1)
+    assert [(a.name, a.seed) for a in arms] == [("ifd", 0), ("random", 0), ("full", 0), ("random", 1), ("random", 2)]
+    assert len({tuple(a.rows) for a in arms if a.name == "random"}) == 3
+    assert [(a.name, a.seed) for a in build_arms(named, ["random"], pool, [0, 1], 2)] == [
+        ("ifd", 0), ("random", 0), ("ifd", 1), ("random", 1)]

@@ -354,6 +354,7 @@ def eval_command(
         baseline: Annotated[Optional[list[str]], typer.Option(help="random | longest | full, drawn from --pool; repeatable.")] = None,
         pool: Annotated[Optional[Path], typer.Option(help="Records the baselines are drawn from.")] = None,
         seeds: Annotated[int, typer.Option(help="Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.")] = 1,
+        fixed_seeds: Annotated[Optional[int], typer.Option(help="Fine-tunes of the arms whose records do not change with the seed (--train files, longest, full); default: --seeds.")] = None,
         size: Annotated[Optional[str], typer.Option(help="Size of the random/longest baselines (count, fraction or % of the pool; default: the first --train file's).")] = None,
         config: ConfigFile = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
         max_length: TrainMaxLength = None, seed: TrainSeed = None, lora_rank: LoraRank = None,
@@ -369,7 +370,7 @@ def eval_command(
     settings = train_config(config, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
                             lora_rank=lora_rank, template=template, max_steps=max_steps)
     result = api.evaluate(train or [], output_dir, eval_sets=eval_set, baselines=baseline or [], pool=pool,
-                          seeds=seeds, size=size, config=settings, model=model, device=device,
+                          seeds=seeds, fixed_seeds=fixed_seeds, size=size, config=settings, model=model, device=device,
                           allow_overlap=allow_overlap, save_models=save_models, progress=progress, fmt=fmt,
                           trust_remote_code=trust_remote_code)
     _print_evaluation(result, format_diff)

@@ -10,27 +10,31 @@ from ..io import UnreadableInput
 
 def evaluate(train: list[str | Path], output_dir: str | Path, *, eval_sets: list[str | Path],
              baselines: list[str] | None = None, pool: str | Path | None = None, seeds: int = 1,
-             size: int | str | None = None, config=None, model: str = "smollm2-135m", device: str = "auto",
+             fixed_seeds: int | None = None, size: int | str | None = None, config=None, model: str = "smollm2-135m", device: str = "auto",
              allow_overlap: bool = False, save_models: bool = False, progress: bool = True,
              fmt: str | None = None, trust_remote_code: bool = False) -> dict:
     """Fine-tune `model` on each `train` file and each baseline (`random`, `longest`, `full`
-    subsets of `pool`), `seeds` times each, and compare held-out loss on `eval_sets`.
+    subsets of `pool`), `seeds` times each, and compare held-out loss on `eval_sets`. Arms whose
+    records do not change with the seed (files, longest, full) are fine-tuned `fixed_seeds`
+    times (default: `seeds`): random subsets vary by draw and by training seed, the others by
+    training seed alone, so fewer of their fine-tunes buy most of the interval's width.
     Writes `result.json`, `result.html`, `manifest.json` and one `arms/<key>.json` per
     fine-tune under `output_dir`; returns the result. `config`: a `TrainConfig`, a dict of
     its fields, or None for the defaults."""
     from ..models import load_causal_lm
     from .loop import evaluate_arms
 
-    config = check_evaluate(train, eval_sets, baselines or [], pool, seeds, config)
+    config = check_evaluate(train, eval_sets, baselines or [], pool, seeds, config, fixed_seeds)
     lm = load_causal_lm(model, device=device, dtype="float32", trust_remote_code=trust_remote_code)
     if config.template == "chat" and not getattr(lm.tokenizer, "chat_template", None):
         raise ValueError(f"template='chat' needs a chat template, and {model!r}'s tokenizer has none")
     return evaluate_arms(lm, list(train), list(baselines or []), pool, list(eval_sets), Path(output_dir), config,
-                         seeds=seeds, size=size, allow_overlap=allow_overlap, progress=progress,
+                         seeds=seeds, fixed_seeds=fixed_seeds, size=size, allow_overlap=allow_overlap, progress=progress,
                          save_models=save_models, fmt=fmt)
 
 
-def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, seeds: int, config):
+def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, seeds: int, config,
+                   fixed_seeds: int | None = None):
     """Everything that can be checked before a model loads; returns the TrainConfig."""
     from .arms import BASELINES
 
@@ -39,6 +43,8 @@ def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, see
         raise ValueError(f"unknown baseline {unknown[0]!r}; valid baselines: {', '.join(BASELINES)}")
     if seeds < 1:
         raise ValueError(f"seeds={seeds} should be >= 1")
+    if fixed_seeds is not None and not 1 <= fixed_seeds <= seeds:
+        raise ValueError(f"fixed_seeds={fixed_seeds} should be between 1 and seeds={seeds}")
     if not train and not baselines:
         raise ValueError("nothing to fine-tune: give at least one --train file or --baseline")
     if not eval_sets:

@@ -76,13 +76,18 @@ def file_names(paths: list[str]) -> list[str]:
 
 
 def build_arms(files: list[tuple[str, Source]], baselines: list[str], pool: Source | None, seeds: list[int],
-               size: int | None) -> list[Arm]:
-    """Every arm for every seed, in that order (no input validation)."""
+               size: int | None, fixed_seeds: int | None = None) -> list[Arm]:
+    """Every arm for every seed, seed by seed (no input validation). Arms whose records do not
+    change with the seed (files, longest, full) are fine-tuned for the first `fixed_seeds`
+    seeds only (default: all); random draws a new subset for every seed."""
+    fixed_seeds = len(seeds) if fixed_seeds is None else fixed_seeds
     arms = []
-    for seed in seeds:
-        arms += [Arm(name, "file", seed, source, np.arange(len(source.examples))) for name, source in files]
+    for i, seed in enumerate(seeds):
+        fixed = i < fixed_seeds
+        arms += [Arm(name, "file", seed, source, np.arange(len(source.examples))) for name, source in files if fixed]
         for kind in baselines:
-            arms.append(Arm(kind, kind, seed, pool, _baseline_rows(kind, pool, size, seed)))
+            if fixed or kind == "random":
+                arms.append(Arm(kind, kind, seed, pool, _baseline_rows(kind, pool, size, seed)))
     return arms
 
 

@@ -138,7 +138,7 @@ def _pad_id(tokenizer) -> int:
 
 def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], pool: str | Path | None,
                   eval_paths: list[str | Path], out: Path, config: TrainConfig, *, seeds: int = 1,
-                  size: int | str | None = None, allow_overlap: bool = False, progress: bool = True,
+                  fixed_seeds: int | None = None, size: int | str | None = None, allow_overlap: bool = False, progress: bool = True,
                   save_models: bool = False, token_budget: int | None = None, fmt: str | None = None) -> dict:
     """Run every arm × seed; return the result (also written to `out/result.json`). Inputs are
     validated by `api.evaluate`; here only what needs the data (sizes, overlap) is checked."""
@@ -147,7 +147,8 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
     pool_source = load_source(pool, lm, config, fmt) if pool is not None else None
     size = _baseline_size(size, named, pool_source, baselines)
     sets = load_eval_sets(eval_paths, lm, config)
-    arms = build_arms(named, baselines, pool_source, [config.seed + i for i in range(seeds)], size)
+    arms = build_arms(named, baselines, pool_source, [config.seed + i for i in range(seeds)], size,
+                      fixed_seeds)
     if not allow_overlap:
         check_overlap(sets, arms)
     overlap = {s.name: count_overlap(s.content_hashes, arms) for s in sets}
@@ -166,6 +167,7 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
     atomic_write(out / "result.json", json.dumps(result, indent=2))
     write_html(result, result["summary"], out / "result.html")
     manifest = _manifest(lm, config, named, pool_source, sets, baselines, seeds, size, allow_overlap, token_budget)
+    manifest["fixed_seeds"] = seeds if fixed_seeds is None else fixed_seeds
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=2))
     return result
 

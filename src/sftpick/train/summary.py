@@ -1,6 +1,7 @@
 """What an evaluation shows: per arm and eval set, the mean held-out loss over seeds and its
 difference to the random arms' mean, with a 95% interval (Welch's t: the arm's seeds and
-the random seeds are independent samples), and a self-contained HTML plot."""
+the random seeds are independent samples; an arm fine-tuned once takes the random arms'
+spread as its own), and a self-contained HTML plot."""
 from __future__ import annotations
 
 import json
@@ -45,9 +46,16 @@ def mean_interval(values: np.ndarray) -> list[float] | None:
 
 
 def difference_interval(a: np.ndarray, b: np.ndarray) -> list[float] | None:
-    """95% interval of mean(a) - mean(b), Welch; None with fewer than 2 values on a side."""
-    if len(a) < 2 or len(b) < 2:
+    """95% interval of mean(a) - mean(b), Welch; None with fewer than 2 values of `b`. One
+    value of `a` (an arm fine-tuned once, `--fixed-seeds 1`) is given `b`'s variance, with
+    t on len(b) - 1 degrees of freedom: conservative, since a random arm varies by draw and
+    by training seed, a fixed arm by training seed alone."""
+    if len(b) < 2 or len(a) < 1:
         return None
+    if len(a) == 1:
+        half = stats.t.ppf(0.975, len(b) - 1) * b.std(ddof=1) * np.sqrt(1 + 1 / len(b))
+        diff = float(a[0] - b.mean())
+        return [diff - half, diff + half]
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     diff = float(a.mean() - b.mean())
     if va + vb == 0:
