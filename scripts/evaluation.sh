@@ -4,7 +4,8 @@
 # responses, and compare held-out loss (sftpick eval). Resumable at every stage: run it
 # again after an interruption (scores are cached shard by shard, fine-tunes arm by arm).
 # Sizes are variables; the defaults are the GPU study (Alpaca 5%: 3,011-record pool, 100 held
-# out, 5% subsets, 3 seeds, 3 epochs). docs/evaluation.md ran EPOCHS=1 MAX_LENGTH=256 on CPU.
+# out, 5% subsets, 3 seeds, 3 epochs). docs/evaluation.md ran, on CPU:
+#   FIXED_SEEDS=1 EPOCHS=1 MAX_LENGTH=256 LR=1e-4 BATCH_SIZE=8 sh scripts/evaluation.sh
 #   DEVICE=cuda sh scripts/evaluation.sh
 #   POOL=../shared/data/gsm8k-train.json BUDGET=500 SEEDS=3 sh scripts/evaluation.sh
 # A CPU smoke run (minutes, not a study): HELDOUT=20 BUDGET=16 SEEDS=2 EPOCHS=1 MAX_LENGTH=128 sh scripts/evaluation.sh
@@ -14,6 +15,7 @@ POOL=${POOL:-../shared/data/alpaca-cherry-5pct.json}
 HELDOUT=${HELDOUT:-100}      # records held out of the pool for the eval set
 BUDGET=${BUDGET:-5%}         # records each selection keeps
 SEEDS=${SEEDS:-3}
+FIXED_SEEDS=${FIXED_SEEDS:-$SEEDS}  # fine-tunes of the selected and longest arms (random: SEEDS draws)
 EPOCHS=${EPOCHS:-3}
 LR=${LR:-2e-5}
 BATCH_SIZE=${BATCH_SIZE:-16}
@@ -32,7 +34,7 @@ sftpick run $W/split/$NAME -o $W/kcenter --budget "$BUDGET" --strategy kcenter -
 sftpick run $W/split/$NAME -o $W/deita --budget "$BUDGET" --strategy deita --by ifd --model "$MODEL" \
     --template "$TEMPLATE" --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
 sftpick eval --train $W/ifd/selected.json --train $W/kcenter/selected.json --train $W/deita/selected.json \
-    --baseline random --baseline longest --pool $W/split/$NAME --seeds "$SEEDS" \
+    --baseline random --baseline longest --pool $W/split/$NAME --seeds "$SEEDS" --fixed-seeds "$FIXED_SEEDS" \
     --eval-set $W/split/heldout.json --model "$MODEL" --device "$DEVICE" --template "$TEMPLATE" \
     --epochs "$EPOCHS" --lr "$LR" --batch-size "$BATCH_SIZE" --max-length "$MAX_LENGTH" -o $W/eval
 echo "result: $W/eval/result.json, plot: $W/eval/result.html"
