@@ -207,5 +207,7 @@ def _quiet_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = DataContext.get_current()
     context.enable_progress_bars = False
+    if hasattr(context, "wait_for_min_actors_s"):  # Ray Data then ends a run whose actors never start, after ours fails
+        context.wait_for_min_actors_s = int(stall_seconds()) + 5
     if hasattr(context, "print_on_execution_start"):
         context.print_on_execution_start = False
