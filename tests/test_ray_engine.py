@@ -105,6 +105,16 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path, real_re
     assert len(saved) == len(set(saved)) == len({e.content_hash for e in examples})
 
 
+def test_a_worker_that_cannot_load_its_model_raises_that_error(cluster, tmp_path, real_dataset):
+    from sftpick.engines import make_engine
+    from sftpick.models import ModelNotFoundError
+    from sftpick.scorers.reward import RewardScorer
+
+    scorer = RewardScorer(reward_model=str(tmp_path / "no-such-model"), device="cpu")  # loads only in the actor
+    with make_engine("ray") as engine, pytest.raises(ModelNotFoundError, match="cannot load reward model"):
+        list(engine.scored_shards(scorer, [real_dataset.examples[:2], real_dataset.examples[2:4]]))
+
+
 def test_more_gpus_than_the_cluster_has_fails_before_any_work(cluster, real_records_path):
     started = time.perf_counter()
     with pytest.raises(EngineError, match=r"needs 2 GPU\(s\); the Ray cluster has 0"):

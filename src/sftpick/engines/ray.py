@@ -144,19 +144,36 @@ class RayEngine:
 
 
 class _ShardScorer:
-    """A Ray Data actor: one scorer, set up once, scoring one shard per call."""
+    """A Ray Data actor: one scorer, set up once, scoring one shard per call. The scorer's own
+    errors (a model missing on this node, a bad record) come back as results, so the driver
+    raises them with their type and message (Ray would keep only their text) and Ray does
+    not retry what would fail again; a dead process is Ray's to restart and retry."""
 
     def __init__(self, cls: type, params: dict, threads: int):
-        if getattr(cls, "runs_a_model", False):
-            import torch
+        self.error: Exception | None = None
+        try:
+            if trait(cls, "runs_a_model"):
+                import torch
 
-            torch.set_num_threads(threads)
-        self.scorer = cls(**params)
-        self.scorer.setup()
+                torch.set_num_threads(threads)
+            self.scorer = cls(**params)
+            self.scorer.setup()
+        except Exception as error:
+            self.error = error
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [pickle.dumps(self.scorer.score(pickle.loads(shard))) for shard in batch["shard"]]
-        return {"index": batch["index"], "scores": np.array(results, dtype=object)}
+        return {"index": batch["index"], "scores": np.array([self._score(shard) for shard in batch["shard"]],
+                                                            dtype=object)}
+
+    def _score(self, shard: bytes) -> bytes:
+        try:
+            result = self.error or self.scorer.score(pickle.loads(shard))
+        except Exception as error:
+            result = error
+        try:
+            return pickle.dumps(result)
+        except Exception:  # an error that does not pickle: its text
+            return pickle.dumps(EngineError(f"a Ray worker failed: {type(result).__name__}: {result}"))
 
 
 def _within(seconds: float, rows, message) -> Iterator[tuple[int, dict]]:
@@ -167,7 +184,8 @@ def _within(seconds: float, rows, message) -> Iterator[tuple[int, dict]]:
     def pull() -> None:
         try:
             for row in rows:
-                results.put((int(row["index"]), pickle.loads(row["scores"])))
+                result = pickle.loads(row["scores"])
+                results.put(result if isinstance(result, BaseException) else (int(row["index"]), result))
         except BaseException as error:  # raised in the caller's thread below
             results.put(error)
         results.put(None)
@@ -188,14 +206,16 @@ def _within(seconds: float, rows, message) -> Iterator[tuple[int, dict]]:
 
 
 def _cause(error: BaseException) -> BaseException:
-    """The scorer's own error (e.g. ModelNotFoundError) from inside Ray's wrappers, when there is one."""
+    """The scorer's own error (e.g. ModelNotFoundError) from inside Ray's wrappers; when Ray
+    kept only its text (an actor whose setup() failed), the text's last line."""
     seen = error
     while seen is not None:
         if not type(seen).__module__.startswith("ray."):
             cause = getattr(seen, "cause", None)
             return seen if cause is None else _cause(cause)
         seen = getattr(seen, "cause", None) or seen.__cause__
-    return error
+    lines = [line.strip() for line in (getattr(error, "error_msg", None) or str(error)).splitlines() if line.strip()]
+    return EngineError(f"a Ray worker failed: {lines[-1] if lines else type(error).__name__}")
 
 
 def _quiet_ray_data() -> None:
