@@ -45,10 +45,11 @@ Dtype = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on CUDA) | flo
 TokenBudget = Annotated[Optional[int], typer.Option(help="Tokens per batch (default: 1024 CPU, 16384 CUDA).")]
 TrustRemoteCode = Annotated[bool, typer.Option(help="Allow model code from the hub to run (off by default).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
-Workers = Annotated[int, typer.Option(help="Scoring processes, each with its own model: on CUDA one per GPU; on "
-                                           "CPU one process using every thread was faster (benchmarks/README.md).")]
+Workers = Annotated[int, typer.Option(help="Scoring processes (--engine ray: actors), each with its own model: on "
+                                           "CUDA one per GPU; on one CPU one process using every thread was faster "
+                                           "(benchmarks/README.md).")]
 EngineName = Annotated[str, typer.Option("--engine", help="Where scorers run: local (this machine) or ray (a Ray "
-                                                          "cluster; pip install 'sftpick[ray]').")]
+                                                          "cluster; pip install 'sftpick\\[ray]').")]
 GpusPerWorker = Annotated[float, typer.Option(help="GPUs per Ray worker (--engine ray); 0.5 puts two on one GPU.")]
 RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster to join (--engine ray), e.g. ray://head:10001; "
                                                         "default: RAY_ADDRESS, else a local cluster for this run.")]
