@@ -57,6 +57,7 @@ def test_ifd_config_is_the_same_before_and_after_loading(ifd_scorer):
     ({"ray_address": "auto"}, "ray_address='auto' applies to engine 'ray' only"),
     ({"engine": "ray", "gpus_per_worker": -1}, "gpus_per_worker=-1 should be a number >= 0"),
     ({"engine": "ray", "device": "cuda"}, "needs GPUs for its workers: add --gpus-per-worker 1"),
+    ({"engine": "ray", "device": "cuda:1", "gpus_per_worker": 1}, "name no index: --device cuda"),
 ])
 def test_engine_options_fail_before_the_data_is_read(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):  # the file does not exist: nothing was read

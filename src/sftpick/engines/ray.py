@@ -52,6 +52,9 @@ def check_ray(*, gpus_per_worker: float, device: str | None) -> None:
         raise ValueError(f"gpus_per_worker={gpus_per_worker!r} should be a number >= 0 (0.5 puts two workers on a GPU)")
     if device is not None and device.startswith("cuda") and not gpus_per_worker:
         raise ValueError(f"device={device!r} on engine 'ray' needs GPUs for its workers: add --gpus-per-worker 1")
+    if device is not None and device.startswith("cuda:"):
+        raise ValueError(f"device={device!r}: on engine 'ray' each worker sees only the GPU Ray gives it, "
+                         "so name no index: --device cuda (or auto)")
 
 
 def actor_cpus(cluster_cpus: float, workers: int) -> float:
