@@ -247,6 +247,22 @@ def _journal_lines(folder) -> list[dict]:
     return lines
 
 
+def test_the_judge_works_on_the_ray_engine_and_shares_its_cache(judge_server, records, tmp_path):
+    """On `--engine ray` the judge rates in the driver (engines/ray.py says why), journaling
+    each rating, while `mtld` runs in the actors; a local rerun then sends no request."""
+    pytest.importorskip("ray", reason="the ray engine needs pip install 'sftpick[ray]'")
+    url, model = judge_server
+    data, prompt = records
+    out = tmp_path / "scores.parquet"
+    on_ray = sftpick.score(data, out, scorers=["judge", "mtld"], judge_url=url, judge_model=model,
+                           judge_prompt=prompt, concurrency=3, judge_max_tokens=4, progress=False, engine="ray")
+    assert sorted(_outcomes(on_ray)) == list(range(N_RECORDS))
+    assert on_ray.timings["judge"]["requests"] == N_RECORDS and len(_journal_lines(tmp_path)) == N_RECORDS
+    assert json.loads((tmp_path / "scores.manifest.json").read_text())["engine"]["engine"] == "ray"
+    local = _judge(data, out, url, model, prompt)
+    assert local.timings["judge"]["requests"] == 0 and _outcomes(local) == _outcomes(on_ray)
+
+
 def test_a_torn_journal_line_is_skipped_and_the_next_stands_alone(tmp_path):
     journal = Journal(tmp_path / "journal.jsonl")
     journal.append("a", {"judge": 4.0, "_reject": None})

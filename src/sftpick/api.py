@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .embeddings import embeddings_path
+from .engines import check_engine, make_engine
 from .engines.local import score_examples
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
 from .io import Dataset, Reject, read_dataset
@@ -43,6 +44,7 @@ class ScoreResult:
     rejects: list[Reject]
     scorers: list[dict]
     timings: dict
+    engine: dict = field(default_factory=dict)  # engine settings and device, for the manifest
 
     @property
     def counts(self) -> dict:
@@ -97,33 +99,51 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
           fmt: str | None = None, strict: bool = False, cache_dir: str | Path | None = None,
           progress: bool = True, embeddings: str | Path | None = None, shard_size: int = 64,
           workers: int = 1, run_id: str | None = None, rejects: str | Path | None = None,
+          engine: str = "local", ray_address: str | None = None, gpus_per_worker: float = 0.0,
           **options) -> ScoreResult:
     """Score every record of `data`; writes the table to `output` (Parquet) when given, the
     rejects to `rejects` (default: `X.rejects.jsonl` beside `X.parquet`), the kNN scorer's
     vectors to `embeddings` (default: `embeddings_path(output)`) and, last, a manifest
     (`X.manifest.json`), under a lock on `output`.
 
+    `engine` runs the scorers: "local" (this process; `workers` > 1: worker processes for
+    the scorers that run a model) or "ray" (a Ray Data actor pool of `workers` actors with
+    `gpus_per_worker` GPUs each, on the cluster at `ray_address`, else a local one).
+
     `options` go to the scorers that accept them: model, variant, template, max_length,
     device, dtype, token_budget, trust_remote_code, deita_complexity_model, … Every option is checked before the
     data is read or a model loads.
     """
     _check_positive(shard_size=shard_size, workers=workers)
+    check_engine(engine, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
+                 device=options.get("device"))
+    options = engine_options(engine, gpus_per_worker, options)
     built = build_scorers(list(scorers or ["ifd"]), options)
+    settings = {"engine": engine, "workers": workers, "ray_address": ray_address, "gpus_per_worker": gpus_per_worker,
+                "device": options.get("device")}
     if output is None:
-        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, shard_size, settings, run_id)
     started = time.perf_counter()
     output = Path(output)
     with output_lock(output.with_name(f".{output.name}.lock")):
         cache_dir = Path(cache_dir) if cache_dir else Path(str(output) + ".cache")
         _remove_stale_temps(output.parent, output.name, cache_dir)
         run_id = run_id or new_run_id()
-        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, shard_size, settings, run_id)
         rejects = Path(rejects or rejects_path(output))
         write_rejects(result.rejects, rejects)
         manifest = build_manifest(result, None, seconds=time.perf_counter() - started, run_id=run_id,
                                   outputs={"scores": {"file": str(output)}, "rejects": {"file": str(rejects)}})
         atomic_write(sibling(output, ".manifest.json"), json.dumps(manifest, indent=2, default=str))
         return result
+
+
+def engine_options(engine: str, gpus_per_worker: float, options: dict) -> dict:
+    """The scorers' options for this engine: on Ray workers without a GPU, device "auto"
+    means the CPU (the driver may have a GPU that the workers do not)."""
+    if engine == "ray" and not gpus_per_worker and options.get("device", "auto") == "auto":
+        return {**options, "device": "cpu"}
+    return options
 
 
 def rejects_path(output: str | Path) -> Path:
@@ -144,15 +164,18 @@ def _remove_stale_temps(folder: Path, name: str, cache_dir: Path | None) -> None
 
 
 def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_dir, progress, embeddings,
-           shard_size: int, workers: int, run_id: str | None) -> ScoreResult:
+           shard_size: int, settings: dict, run_id: str | None) -> ScoreResult:
     dataset = read_dataset(data, fmt, strict=strict)
     derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
-    columns, score_rejects, timings = score_examples(
-        dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
-        source=str(dataset.path), progress=progress, shard_size=shard_size, workers=workers)
+    device = settings["device"]
+    with make_engine(**{key: value for key, value in settings.items() if key != "device"}) as engine:
+        columns, score_rejects, timings = score_examples(
+            dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
+            source=str(dataset.path), progress=progress, shard_size=shard_size, engine=engine)
+        engine_settings = {**engine.settings(), "device": _device_used(device, engine.settings())}
     for scorer in derived:
         columns.update(scorer.derive(columns))
     if strict and score_rejects:
@@ -162,13 +185,24 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
                       for name, values in columns.items()})
     table = stamp(table, dataset, run_id or new_run_id())
     result = ScoreResult(table, dataset, dataset.rejects + score_rejects,
-                         [s.config() for s in built], timings)
+                         [s.config() for s in built], timings, engine_settings)
     if output is not None:
         write_parquet(table, output)
     embeddings = embeddings or (embeddings_path(output) if output is not None else None)
     if embeddings is not None:
         save_table_embeddings(built, dataset.examples, columns["row"], Path(embeddings))
     return result
+
+
+def _device_used(device: str | None, settings: dict) -> str:
+    """The device the scorers ran on: as given, or what "auto" resolved to where they ran."""
+    if device not in (None, "auto"):
+        return device
+    if settings["engine"] == "ray":
+        return "cuda" if settings.get("gpus_per_worker") else "cpu"
+    from .models import resolve_device
+
+    return resolve_device("auto")
 
 
 def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str | None = None,
@@ -303,20 +337,24 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         progress: bool = True, by: str | None = None, ascending: bool = False,
         max_ifd: float | None = None, min_ifd: float | None = None, where: list[str] | None = None,
         strategy: str = "topk", pool: int | float | str | None = None, strategy_options: dict | None = None,
-        order: str = "input", workers: int = 1, **options) -> tuple[ScoreResult, Selection]:
+        order: str = "input", workers: int = 1, engine: str = "local", ray_address: str | None = None,
+        gpus_per_worker: float = 0.0, **options) -> tuple[ScoreResult, Selection]:
     """Score, select and write `scores.parquet` (with `selected` and the pick `rank`),
     `selected.<ext>` (in input order, or the strategy's pick order with `order="pick"`),
     `rejects.jsonl` and `manifest.json` under `output_dir`, and `report.html` from them."""
     started = time.perf_counter()
     out = Path(output_dir)
     strategy_options = {k: v for k, v in (strategy_options or {}).items() if v is not None}
+    check_engine(engine, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
+                 device=options.get("device"))
     _check_run_options(scorers, options, by, where, budget, pool, strategy, strategy_options, order)
     run_id = new_run_id()
     with output_lock(out / ".lock"):
         _remove_stale_temps(out, "", out / "cache")
         vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
         scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
-                       progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id, **options)
+                       progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id, engine=engine,
+                       ray_address=ray_address, gpus_per_worker=gpus_per_worker, **options)
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
@@ -371,6 +409,7 @@ def build_manifest(scored: ScoreResult, selection: Selection | None, *, seconds:
                   "kind": scored.dataset.kind, "format": scored.dataset.format},
         "counts": {**scored.counts, "rejected_by_reason": dict(reasons.most_common())},
         "scorers": scored.scorers,
+        "engine": scored.engine,
         "timings": {"total_seconds": round(seconds, 3), "scorers": scored.timings},
         "outputs": outputs,
     }

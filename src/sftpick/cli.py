@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import api
+from .engines import EngineError
 from .examples import InvalidRecord, UnknownFormat
 from .io import UnreadableInput, read_dataset
 from .writers import ORDERS, OutputLocked, atomic_write, sibling, write_subset
@@ -44,8 +45,14 @@ Dtype = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on CUDA) | flo
 TokenBudget = Annotated[Optional[int], typer.Option(help="Tokens per batch (default: 1024 CPU, 16384 CUDA).")]
 TrustRemoteCode = Annotated[bool, typer.Option(help="Allow model code from the hub to run (off by default).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
-Workers = Annotated[int, typer.Option(help="Scoring processes, each with its own model: on CUDA one per GPU; on "
-                                           "CPU one process using every thread was faster (benchmarks/README.md).")]
+Workers = Annotated[int, typer.Option(help="Scoring processes (--engine ray: actors), each with its own model: on "
+                                           "CUDA one per GPU; on one CPU one process using every thread was faster "
+                                           "(benchmarks/README.md).")]
+EngineName = Annotated[str, typer.Option("--engine", help="Where scorers run: local (this machine) or ray (a Ray "
+                                                          "cluster; pip install 'sftpick\\[ray]').")]
+GpusPerWorker = Annotated[float, typer.Option(help="GPUs per Ray worker (--engine ray); 0.5 puts two on one GPU.")]
+RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster to join (--engine ray), e.g. ray://head:10001; "
+                                                        "default: RAY_ADDRESS, else a local cluster for this run.")]
 Budget = Annotated[str, typer.Option(help="Records to keep: a count (2000), fraction (0.05) or percentage (5%).")]
 By = Annotated[Optional[str], typer.Option(help="Score column to rank by (default: ifd when scored; a diversity "
                                                  "strategy without one chooses by coverage alone).")]
@@ -135,8 +142,8 @@ def _clean_errors(command):
             os.environ["HF_HUB_OFFLINE"] = "1"
         try:
             return command(*args, **kwargs)
-        except (UnreadableInput, UnknownFormat, InvalidRecord, ModelNotFoundError, OutputLocked, ValueError,
-                OSError) as error:  # OSError: a path that is missing, a file, unwritable…
+        except (UnreadableInput, UnknownFormat, InvalidRecord, ModelNotFoundError, OutputLocked, EngineError,
+                ValueError, OSError) as error:  # OSError: a path that is missing, a file, unwritable…
             if _debug["on"]:
                 raise
             console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
@@ -199,7 +206,8 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
           deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
           shard_size: Annotated[int, typer.Option(help="Records per saved shard (the unit of resume).")] = 64,
-          workers: Workers = 1,
+          workers: Workers = 1, engine: EngineName = "local", gpus_per_worker: GpusPerWorker = 0.0,
+          ray_address: RayAddress = None,
           proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
           check: Annotated[int, typer.Option(help="Records sampled (seed 0) for the --proxy check.")] = 500,
           min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None,
@@ -211,7 +219,8 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
     scoring = api.score if proxy is None else _behind_proxy_check(proxy, check, min_agreement)
     rejects = rejects or api.rejects_path(output)
     result = scoring(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
-                     shard_size=shard_size, workers=workers, rejects=rejects,
+                     shard_size=shard_size, workers=workers, rejects=rejects, engine=engine,
+                     gpus_per_worker=gpus_per_worker, ray_address=ray_address,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
                      **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
@@ -265,14 +274,16 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
         deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
-        workers: Workers = 1, judge_url: JudgeUrl = None, judge_model: JudgeModel = None,
+        workers: Workers = 1, engine: EngineName = "local", gpus_per_worker: GpusPerWorker = 0.0,
+        ray_address: RayAddress = None, judge_url: JudgeUrl = None, judge_model: JudgeModel = None,
         judge_prompt: JudgePrompt = None, judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None,
         judge_retries: JudgeRetries = None, judge_timeout: JudgeTimeout = None,
         judge_max_tokens: JudgeMaxTokens = None, offline: Offline = False, config: Config = None):
     """Score, select and write scores.parquet, selected.<ext>, rejects.jsonl, manifest.json and report.html."""
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
-        workers=workers, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
+        workers=workers, engine=engine, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+        by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
         strategy=strategy, pool=pool, order=order,
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set, variety,
                                            explained_variance),

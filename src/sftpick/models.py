@@ -7,6 +7,7 @@ load takes seconds.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -64,6 +65,54 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ModelNotFoundError(f"device={device!r} is not one of auto, cpu, cuda, cuda:N")
     return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype a model loads in: fp32 on CPU, bf16 on CUDA unless `dtype` says otherwise."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if resolve_device(device).startswith("cuda") else "float32"
+
+
+def model_revision(name: str) -> str:
+    """What made a model's numbers, known without loading it (a scorer's `config()`, the
+    cache key, needs it before `setup()`): `gguf-sha256:` and the file's hash, `local:` and a
+    folder fingerprint, or `hub:` and the commit of the cached snapshot (else of the hub's
+    main branch, which a download would fetch)."""
+    source = Path(resolve_lm_source(name))
+    if source.suffix == ".gguf":
+        if not source.exists():
+            raise ModelNotFoundError(f"model file {str(source)!r} does not exist")
+        stat = source.stat()
+        return "gguf-sha256:" + _file_sha256_once(str(source), stat.st_size, stat.st_mtime_ns)[:16]
+    if source.exists():
+        return "local:" + _folder_fingerprint(source)
+    return "hub:" + _hub_commit(str(source))
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256_once(path: str, size: int, mtime_ns: int) -> str:
+    """A file's hash, read once per (path, size, mtime): a GGUF file is hundreds of MB."""
+    return file_sha256(path)
+
+
+def _hub_commit(name: str) -> str:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub id: loading it will say so
+        return "unknown"
+    if isinstance(cached, str):
+        return Path(cached).parent.name  # …/snapshots/<commit>/config.json
+    if offline():
+        return "unknown"
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().model_info(name).sha or "unknown"
+    except (OSError, ValueError):  # no network, no such repo (HTTP errors are OSErrors): loading it says which
+        return "unknown"
 
 
 def check_dtype(dtype: str) -> None:
@@ -192,9 +241,8 @@ def load_causal_lm(name: str = DEFAULT_LM, *, device: str = "auto", dtype: str =
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
+    dtype = resolve_dtype(dtype, device)
     device = resolve_device(device)
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
     source = resolve_lm_source(name)
     path = Path(source)
     if path.suffix == ".gguf":

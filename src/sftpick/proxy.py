@@ -69,15 +69,20 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
                      scorers: list[str] | None = None, fmt: str | None = None, progress: bool = True,
                      proxy_options: dict | None = None, on_check: Callable[[ProxyCheck], None] | None = None,
                      strict: bool = False, shard_size: int = 64, workers: int = 1, rejects: str | Path | None = None,
+                     engine: str = "local", ray_address: str | None = None, gpus_per_worker: float = 0.0,
                      **options):
     """Check that `proxy` (weak) agrees with `model` (strong) on `check` sampled records,
     then score the whole dataset with `proxy`. Raises ValueError when Spearman rho is below
     `min_agreement`. Writes the check beside the scores (`<output stem>.proxy.json`).
     `proxy_options` override `options` for the weak model only (e.g. another template);
     `on_check` is called with the check's figures before the decision (the CLI prints them);
-    `strict`, `shard_size`, `workers` and `rejects` go to the full scoring run."""
+    `strict`, `shard_size`, `workers`, `rejects` and the engine settings go to the full
+    scoring run (the check's sample is scored here)."""
     from .api import build_scorers, score
+    from .engines import check_engine
 
+    check_engine(engine, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
+                 device=options.get("device"))
     if check < 2:
         raise ValueError(f"check={check} should be >= 2 records")
     if min_agreement is not None and not -1 <= min_agreement <= 1:
@@ -100,7 +105,8 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
             f"{result.agreement.n} sampled records, below min_agreement={min_agreement}; "
             f"score with {model!r} instead, or choose another proxy")
     return score(data, output, scorers=names, fmt=fmt, strict=strict, progress=progress, shard_size=shard_size,
-                 workers=workers, rejects=rejects, **weak_options), result
+                 workers=workers, rejects=rejects, engine=engine, ray_address=ray_address,
+                 gpus_per_worker=gpus_per_worker, **weak_options), result
 
 
 def _scorer_of(scorers: list, column: str):

@@ -15,24 +15,26 @@ from ..cache import Journal, ShardStore, content_digest
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
+from . import Engine, LocalEngine
 
 _PIECE_BATCHES = 2  # scorer batches per progress step: a few seconds of a model on CPU
 LOG_SECONDS = 10.0  # between progress lines when stderr is not a terminal
 
 
 def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir: Path | None,
-                   source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1
-                   ) -> tuple[dict[str, np.ndarray], list[Reject], dict]:
+                   source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1,
+                   engine: Engine | None = None) -> tuple[dict[str, np.ndarray], list[Reject], dict]:
     """Score every example with every scorer. Returns the columns for the examples that no
-    scorer rejected (with `row` and `id`), the rejects, and per-scorer timings. With
-    `workers` > 1, per-batch scorers run in that many processes (engines/pool.py)."""
+    scorer rejected (with `row` and `id`), the rejects, and per-scorer timings. The `engine`
+    (engines/__init__.py; default: local with `workers`) decides where shards are scored."""
+    engine = engine or LocalEngine(workers)
     columns: dict[str, np.ndarray] = {}
     rejected: dict[int, tuple[str, str]] = {}  # index into examples -> (scorer, reason)
     timings = {}
     for scorer in scorers:
         started = time.perf_counter()
         scorer.setup()
-        values, reasons, fresh = _run_one(examples, scorer, cache_dir, shard_size, progress, workers)
+        values, reasons, fresh = _run_one(examples, scorer, cache_dir, shard_size, progress, engine)
         columns.update(values)
         for index, reason in reasons.items():
             rejected.setdefault(index, (scorer.name, reason))
@@ -50,7 +52,7 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
 
 
 def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, shard_size: int,
-             progress: bool, workers: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+             progress: bool, engine: Engine) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
     unique: dict[str, Example] = {}
     for example in examples:
         unique.setdefault(example.content_hash, example)
@@ -71,9 +73,7 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
         pending, costs = [pending[i] for i in order], costs[order]
     shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
     with _progress_bar(progress, scorer.name, len(pending)) as advance:
-        parallel = getattr(scorer, "runs_a_model", False) and not whole
-        for span, result in _scored_shards(scorer, pending, costs, shards, workers if parallel else 1, advance,
-                                           in_pieces=not whole):
+        for span, result in _scored_shards(scorer, pending, costs, shards, engine, advance, in_pieces=not whole):
             keys = [pending[i].content_hash for i in span]
             if store:
                 store.save(keys, result)
@@ -82,13 +82,13 @@ def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, sh
     return _gather(examples, done, scorer.columns), _reasons(examples, done), len(pending)
 
 
-def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], workers: int,
+def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], engine: Engine,
                    advance, *, in_pieces: bool):
     """(shard, scores) for every shard. In this process a shard is scored `in_pieces` of about
     `_PIECE_BATCHES` of the scorer's batches (or of `piece_cost_`, when the scorer sets it: the
     judge takes a few waves of concurrent requests), so progress moves every few seconds, not
-    once a shard; worker processes report whole shards."""
-    if workers <= 1 or len(shards) <= 1:
+    once a shard; the engine's workers report whole shards."""
+    if not engine.distributes(scorer, len(shards)):
         budget = getattr(scorer, "piece_cost_", None) or _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
         for shard in shards:
             results = []
@@ -97,9 +97,7 @@ def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, sh
                 advance(len(piece))
             yield shard, {name: np.concatenate([r[name] for r in results]) for name in results[0]}
         return
-    from .pool import scored_shards
-
-    for index, result in scored_shards(scorer, [[pending[i] for i in shard] for shard in shards], workers):
+    for index, result in engine.scored_shards(scorer, [[pending[i] for i in shard] for shard in shards]):
         advance(len(shards[index]))
         yield shards[index], result
 

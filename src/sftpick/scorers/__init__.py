@@ -1,12 +1,15 @@
 """Scorers add columns to the score table. A scorer is a small object with a `name`, the
 `columns` it produces, a `config()` (plain data: what made its numbers; it keys the resume
-cache and goes into the manifest) and `score(batch) -> {column: array}`, a pure function of
+cache and goes into the manifest; known before `setup()`, without loading a model: an
+engine keys the cache in the driver while the models load in its workers) and
+`score(batch) -> {column: array}`, a pure function of
 the batch so the local engine and a Ray actor run the same object. Heavy state loads once in
 `setup()`; `check()` validates every option before that (nothing loads), so a typo fails in
 a second. A scorer may return `REJECT`: per example a reason string, or None where scored.
 An optional `cost(examples)` (e.g. token counts) lets the engine sort and batch by length.
 A scorer with `whole_dataset = True` (kNN) gets every distinct example in one call; one with
 `derived = True` (rule) computes its columns from the others' via `derive(columns)`.
+The full list of what an engine reads from a scorer is in engines/__init__.py.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, LoadedLM, check_lm_options, load_causal_lm
+from ..models import DEFAULT_LM, LoadedLM, check_lm_options, load_causal_lm, model_revision, resolve_dtype
 from ..perplexity import NextTokenLogits
 from . import REJECT, register
 
@@ -148,9 +148,10 @@ class _DeitaBase:
                                     trust_remote_code=self.trust_remote_code)
         return RatingLM(loaded, prompt, max_length=self.max_length, token_budget=self.token_budget)
 
-    def _model_config(self, key: str, rater: RatingLM) -> dict:
-        return {key: rater.lm.name, f"{key}_revision": rater.lm.revision, f"{key}_dtype": rater.lm.dtype,
-                f"{key}_rating_token_ids": rater.token_ids}
+    def _model_config(self, key: str, model: str) -> dict:
+        """Known before the model loads (the rating tokens' ids follow from model and revision)."""
+        return {key: model, f"{key}_revision": model_revision(model),
+                f"{key}_dtype": resolve_dtype(self.dtype, self.device)}
 
 
 class _OneModel(_DeitaBase):
@@ -165,7 +166,8 @@ class _OneModel(_DeitaBase):
         self.token_budget_ = self.rater_.token_budget
 
     def config(self) -> dict:
-        return {"scorer": self.name, **self._model_config("model", self.rater_), "prompt": self.prompt,
+        return {"scorer": self.name, **self._model_config("model", getattr(self, self.model_option)),
+                "prompt": self.prompt,
                 "max_length": self.max_length, "multi_turn": "sum over (user, assistant) turns"}
 
     def cost(self, examples: list[Example]) -> np.ndarray:
@@ -228,8 +230,8 @@ class Deita(_DeitaBase):
         self.token_budget_ = self.complexity_.token_budget
 
     def config(self) -> dict:
-        return {"scorer": self.name, **self._model_config("complexity_model", self.complexity_),
-                **self._model_config("quality_model", self.quality_), "complexity_prompt": COMPLEXITY_PROMPT,
+        return {"scorer": self.name, **self._model_config("complexity_model", self.deita_complexity_model),
+                **self._model_config("quality_model", self.deita_quality_model), "complexity_prompt": COMPLEXITY_PROMPT,
                 "quality_prompt": QUALITY_PROMPT, "max_length": self.max_length,
                 "multi_turn": "sum over (user, assistant) turns"}
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, check_lm_options, load_causal_lm
+from ..models import DEFAULT_LM, check_lm_options, load_causal_lm, model_revision, resolve_dtype
 from ..perplexity import Span, SpanLoss
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
@@ -76,7 +76,7 @@ class IFDScorer:
 
     def setup(self) -> None:
         self.check()
-        self.template_ = self.template or ("alpaca" if self.variant == "cherry" else "none")
+        self.template_ = self._template()
         self.lm_ = load_causal_lm(self.model, device=self.device, dtype=self.dtype,
                                   trust_remote_code=self.trust_remote_code)
         tokenizer = self.lm_.tokenizer
@@ -87,10 +87,13 @@ class IFDScorer:
         self.token_budget_ = self.token_budget or (16384 if self.lm_.device.startswith("cuda") else 1024)
         self.prefix_ids_ = tokenizer(CHERRY_DIRECT_PREFIX)["input_ids"]
 
+    def _template(self) -> str:
+        return self.template or ("alpaca" if self.variant == "cherry" else "none")
+
     def config(self) -> dict:
-        return {"scorer": self.name, "model": self.model, "model_revision": self.lm_.revision,
-                "variant": self.variant, "template": self.template_, "max_length": self.max_length,
-                "dtype": self.lm_.dtype}
+        return {"scorer": self.name, "model": self.model, "model_revision": model_revision(self.model),
+                "variant": self.variant, "template": self._template(), "max_length": self.max_length,
+                "dtype": resolve_dtype(self.dtype, self.device)}
 
     # ------------------------------------------------------------------ scoring
     def cost(self, examples: list[Example]) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, check_lm_options, load_causal_lm
+from ..models import DEFAULT_LM, check_lm_options, load_causal_lm, model_revision, resolve_dtype
 from ..perplexity import Span, SpanLoss
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
@@ -51,8 +51,9 @@ class InstructionPerplexity:
         self.token_budget_ = self.token_budget or (16384 if self.lm_.device.startswith("cuda") else 1024)
 
     def config(self) -> dict:
-        return {"scorer": self.name, "model": self.model, "model_revision": self.lm_.revision,
-                "template": self.template_, "max_length": self.max_length, "dtype": self.lm_.dtype}
+        return {"scorer": self.name, "model": self.model, "model_revision": model_revision(self.model),
+                "template": self.template or "alpaca", "max_length": self.max_length,
+                "dtype": resolve_dtype(self.dtype, self.device)}
 
     def cost(self, examples: list[Example]) -> np.ndarray:
         return np.array([len(ids) for ids in self._ids(examples)])

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..examples import Example
-from ..models import (DEFAULT_LM, ModelNotFoundError, _folder_fingerprint, cache_dir, file_sha256, hub_kwargs,
-                      resolve_lm_source)
+from ..models import DEFAULT_LM, ModelNotFoundError, cache_dir, hub_kwargs, model_revision, resolve_lm_source
 from . import register
 
 
@@ -30,10 +29,10 @@ class LengthScorer:
         """Nothing to check before loading: the tokenizer's name is checked by loading it."""
 
     def setup(self) -> None:
-        self.tokenizer_, self.revision_ = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)
+        self.tokenizer_ = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)
 
     def config(self) -> dict:
-        return {"scorer": self.name, "tokenizer": self.model, "revision": self.revision_}
+        return {"scorer": self.name, "tokenizer": self.model, "revision": model_revision(self.model)}
 
     def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
         ids = self.tokenizer_([e.response for e in batch], add_special_tokens=False)["input_ids"]
@@ -41,24 +40,21 @@ class LengthScorer:
                 "len_chars": np.array([len(e.response) for e in batch], dtype=np.int64)}
 
 
-def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> tuple[object, str]:
-    """The tokenizer of a causal LM (embedded name, .gguf, local folder or cached hub id) and
-    a revision string; a GGUF model already converted by `models.load_causal_lm` is read
-    from its converted folder, else the tokenizer alone is read from the GGUF file."""
+def load_tokenizer(name: str, *, trust_remote_code: bool = False):
+    """The tokenizer of a causal LM (embedded name, .gguf, local folder or cached hub id); a
+    GGUF model already converted by `models.load_causal_lm` is read from its converted
+    folder, else the tokenizer alone is read from the GGUF file."""
     from transformers import AutoTokenizer
 
     source = Path(resolve_lm_source(name))
     try:
         if source.suffix == ".gguf":
-            digest = file_sha256(source)
-            converted = cache_dir() / "converted" / f"{source.stem}-{digest[:16]}"
+            digest = model_revision(name).removeprefix("gguf-sha256:")
+            converted = cache_dir() / "converted" / f"{source.stem}-{digest}"
             if (converted / "tokenizer_config.json").exists():
-                return AutoTokenizer.from_pretrained(str(converted)), f"gguf-sha256:{digest[:16]}"
-            return (AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name),
-                    f"gguf-sha256:{digest[:16]}")
-        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code,
-                                                  **hub_kwargs(str(source)))
+                return AutoTokenizer.from_pretrained(str(converted))
+            return AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        return AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code,
+                                             **hub_kwargs(str(source)))
     except OSError as error:
         raise ModelNotFoundError(f"cannot load the tokenizer of {name!r}: {str(error).splitlines()[0]}") from None
-    revision = "local:" + _folder_fingerprint(source) if source.exists() else "hub"
-    return tokenizer, revision

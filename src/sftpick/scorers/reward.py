@@ -8,13 +8,11 @@ truncated to the model's length, and the one logit is the reward (higher = bette
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..embeddings import example_text
 from ..examples import Example
-from ..models import ModelNotFoundError, _folder_fingerprint, _quiet_transformers, hub_kwargs, resolve_device
+from ..models import ModelNotFoundError, _quiet_transformers, hub_kwargs, model_revision, resolve_device
 from . import register
 
 
@@ -43,16 +41,22 @@ class RewardScorer:
 
     def setup(self) -> None:
         self.check()
-        self.model_, self.tokenizer_, self.revision_ = _load(self.reward_model, self.device, self.trust_remote_code)
+        self.model_, self.tokenizer_ = _load(self.reward_model, self.device, self.trust_remote_code)
         if self.model_.config.num_labels != 1:
             raise ValueError(f"reward_model={self.reward_model!r} has num_labels={self.model_.config.num_labels}; "
                              "expected 1 (one scalar reward)")
-        limits = [self.reward_max_length, getattr(self.model_.config, "max_position_embeddings", None),
-                  self.tokenizer_.model_max_length if self.tokenizer_.model_max_length < 1e6 else None]
-        self.max_length_ = min(limit for limit in limits if limit) if any(limits) else 512
+        self.max_length_ = self._max_length(self.model_.config, self.tokenizer_)
+
+    def _max_length(self, model_config, tokenizer) -> int:
+        limits = [self.reward_max_length, getattr(model_config, "max_position_embeddings", None),
+                  tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else None]
+        return min(limit for limit in limits if limit) if any(limits) else 512
 
     def config(self) -> dict:
-        return {"scorer": self.name, "reward_model": self.reward_model, "revision": self.revision_,
+        """Known before the weights load: the length limit comes from the model's config and tokenizer files."""
+        if not hasattr(self, "max_length_"):
+            self.max_length_ = self._max_length(*_load_config(self.reward_model, self.trust_remote_code))
+        return {"scorer": self.name, "reward_model": self.reward_model, "revision": model_revision(self.reward_model),
                 "max_length": self.max_length_, "input": "text pair (context, response)"}
 
     def cost(self, examples: list[Example]) -> np.ndarray:
@@ -75,6 +79,20 @@ class RewardScorer:
             return self.model_(**encoded).logits[:, 0].float().cpu().numpy()
 
 
+def _load_config(name: str, trust_remote_code: bool):
+    """The model's config and tokenizer, without its weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    _quiet_transformers()
+    hub = hub_kwargs(name, "reward model")
+    try:
+        return (AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **hub),
+                AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, **hub))
+    except OSError as error:
+        raise ModelNotFoundError(f"cannot load reward model {name!r}: not a local folder nor a hub id in the "
+                                 f"local cache ({str(error).splitlines()[0]})") from None
+
+
 def _load(name: str, device: str, trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -87,7 +105,4 @@ def _load(name: str, device: str, trust_remote_code: bool):
         raise ModelNotFoundError(f"cannot load reward model {name!r}: not a local folder nor a hub id in the "
                                  f"local cache ({str(error).splitlines()[0]})") from None
     model.to(resolve_device(device)).eval()
-    path = Path(name)
-    revision = ("local:" + _folder_fingerprint(path) if path.exists()
-                else "hub:" + str(getattr(model.config, "_commit_hash", None) or "unknown"))
-    return model, tokenizer, revision
+    return model, tokenizer

@@ -85,7 +85,8 @@ class RuleScorer:
         self.check()
 
     def config(self) -> dict:
-        return {"scorer": self.name, "rule_file": str(self.rule_file or DEFAULT_RULE), **self.rule_.to_dict()}
+        rule = getattr(self, "rule_", None) or load_rule(self.rule_file)
+        return {"scorer": self.name, "rule_file": str(self.rule_file or DEFAULT_RULE), **rule.to_dict()}
 
     def check_inputs(self, available: list[str]) -> None:
         missing = [c for c in self.rule_.columns if c not in available]

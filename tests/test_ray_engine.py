@@ -1,0 +1,154 @@
+"""The ray engine on a real local Ray cluster (2 CPUs, started once for this module): the same
+table as the local engine, a worker killed mid-run loses and duplicates nothing, a run that
+cannot get resources or make progress fails with a clear message in bounded time, and the
+CLI's `--engine ray` joins a running cluster."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import sftpick
+from sftpick.engines import EngineError
+from sftpick.scorers.length import LengthScorer
+
+ray = pytest.importorskip("ray", reason="the ray engine needs pip install 'sftpick[ray]'")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def six_records(tmp_path, real_records_path):
+    path = tmp_path / "six.json"
+    path.write_text(json.dumps(json.loads(real_records_path.read_text())[:6]))
+    return path
+
+
+def _table(path, output=None, **options):
+    result = sftpick.score(path, output, progress=False, shard_size=5, **options)
+    return result.table.to_pydict(), sorted((r.row, r.reason) for r in result.rejects)
+
+
+def _assert_same(one: dict, two: dict, rtol: float = 0.0) -> None:
+    assert one.keys() == two.keys()
+    for name, values in one.items():
+        if isinstance(values[0], float):
+            np.testing.assert_allclose(two[name], values, rtol=rtol, err_msg=name)
+        else:
+            assert two[name] == values, name
+
+
+def test_len_and_mtld_give_the_local_table(cluster, tmp_path, real_records_path):
+    local = _table(real_records_path, scorers=["len", "mtld"])
+    output = tmp_path / "scores.parquet"
+    on_ray = _table(real_records_path, output, scorers=["len", "mtld"], engine="ray", workers=2)
+    _assert_same(local[0], on_ray[0])
+    assert local[1] == on_ray[1] and len(local[0]["row"]) == 26
+    engine = json.loads((tmp_path / "scores.manifest.json").read_text())["engine"]
+    assert engine["engine"] == "ray" and engine["workers"] == 2 and engine["device"] == "cpu"
+    assert engine["cpus_per_worker"] == 0.5  # two actors on a 2-CPU cluster leave room for Ray Data's tasks
+
+
+def test_ifd_gives_the_local_table(cluster, six_records):
+    local = _table(six_records, scorers=["ifd"], device="cpu")
+    on_ray = _table(six_records, scorers=["ifd"], engine="ray")
+    _assert_same(local[0], on_ray[0], rtol=1e-5)
+    assert np.isfinite(local[0]["ifd"]).sum() >= 5
+
+
+class DiesOnce(LengthScorer):
+    """`len`, except that the worker which finds the marker file deletes it and SIGKILLs its own process."""
+
+    def __init__(self, model: str = "smollm2-135m", *, trust_remote_code: bool = False, marker: str = ""):
+        super().__init__(model, trust_remote_code=trust_remote_code)
+        self.marker = marker
+
+    def score(self, batch):
+        time.sleep(0.2)  # the other shards are still in flight when the kill comes
+        try:
+            os.remove(self.marker)
+        except FileNotFoundError:
+            return super().score(batch)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path, real_records_path):
+    from ray import cloudpickle
+
+    from sftpick.engines import make_engine
+    from sftpick.engines.local import score_examples
+    from sftpick.io import read_dataset
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
+    marker = tmp_path / "kill-me"
+    marker.touch()
+    examples = read_dataset(real_records_path).examples
+    scorer = DiesOnce(marker=str(marker))
+    scorer.setup()
+    with make_engine("ray", workers=2) as engine:
+        table, rejects, _ = score_examples(examples, [scorer], cache_dir=tmp_path / "cache", shard_size=3,
+                                           progress=False, engine=engine)
+    assert not marker.exists()  # a worker did die
+    local, _, _ = score_examples(examples, [LengthScorer()], cache_dir=None, shard_size=3, progress=False)
+    assert table["len"].tolist() == local["len"].tolist() and not rejects
+    saved = pq.read_table([*tmp_path.glob("cache/len-*/shard-*.parquet")]).column("content_hash").to_pylist()
+    assert len(saved) == len(set(saved)) == len({e.content_hash for e in examples})
+
+
+def test_a_worker_that_cannot_load_its_model_raises_that_error(cluster, tmp_path, real_dataset):
+    from sftpick.engines import make_engine
+    from sftpick.models import ModelNotFoundError
+    from sftpick.scorers.reward import RewardScorer
+
+    scorer = RewardScorer(reward_model=str(tmp_path / "no-such-model"), device="cpu")  # loads only in the actor
+    with make_engine("ray") as engine, pytest.raises(ModelNotFoundError, match="cannot load reward model"):
+        list(engine.scored_shards(scorer, [real_dataset.examples[:2], real_dataset.examples[2:4]]))
+
+
+def test_more_gpus_than_the_cluster_has_fails_before_any_work(cluster, real_records_path):
+    started = time.perf_counter()
+    with pytest.raises(EngineError, match=r"needs 2 GPU\(s\); the Ray cluster has 0"):
+        sftpick.score(real_records_path, scorers=["len"], engine="ray", workers=2, gpus_per_worker=1, progress=False)
+    assert time.perf_counter() - started < 10
+
+
+def test_cli_engine_ray_joins_a_running_cluster(cluster, tmp_path, real_records_path):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "sftpick.cli", "run", str(real_records_path), "-o", str(out),
+                             "--scorers", "len,mtld", "--by", "mtld", "--budget", "5", "--engine", "ray",
+                             "--ray-address", cluster, "--no-progress"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["engine"]["engine"] == "ray" and manifest["engine"]["ray_address"] == cluster
+    assert manifest["counts"]["selected"] == 5 and manifest["counts"]["scored"] == 26
+
+
+def test_a_run_that_cannot_make_progress_fails_in_bounded_time(cluster, monkeypatch, real_records_path):
+    """Another job holds every CPU of the cluster: no actor can start."""
+
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ready(self) -> bool:
+            return True
+
+    hog = Hog.remote()
+    ray.get(hog.ready.remote())
+    monkeypatch.setenv("SFTPICK_RAY_STALL_SECONDS", "5")
+    started = time.perf_counter()
+    try:
+        with pytest.raises(EngineError, match="made no progress for 5 s"):
+            sftpick.score(real_records_path, scorers=["mtld"], engine="ray", progress=False)
+        assert time.perf_counter() - started < 30
+        time.sleep(6)  # Ray Data gives up on the actors 5 s after sftpick does and ends that execution
+    finally:
+        ray.kill(hog)
