@@ -7,7 +7,7 @@
 # defaults are the GPU study (4 sources, 16,000+ records, 24 datasets of 300-1,500).
 #   DEVICE=cuda sh scripts/instruction_mining.sh
 #   REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 adds the paper's Rew indicator
-# docs/instruction-mining.md ran, on CPU: HELDOUT=10 DATASETS=16 MIN_SIZE=20 MAX_SIZE=80 EPOCHS=1 MAX_LENGTH=256 LR=1e-4 BATCH_SIZE=4
+# docs/instruction-mining.md ran, on CPU: HELDOUT=10 DATASETS=16 MIN_SIZE=10 MAX_SIZE=40 EPOCHS=1 MAX_LENGTH=256 LR=1e-4 BATCH_SIZE=4 INDICATORS=
 # A CPU smoke run (minutes, not a study): HELDOUT=10 DATASETS=6 MIN_SIZE=10 MAX_SIZE=20 EPOCHS=1 MAX_LENGTH=128 sh scripts/instruction_mining.sh
 set -e
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ POOLS=""
 for f in $SOURCES; do POOLS="$POOLS $W/split/$(basename "$f")"; done
 REWARD=""
 [ -z "$REWARD_MODEL" ] || REWARD="--reward-model $REWARD_MODEL"
-INDICATORS=${INDICATORS:-ppl}  # extra indicator scorers beside len, mtld, knn_6 (and reward)
+INDICATORS=${INDICATORS-ppl}  # extra indicator scorers beside len, mtld, knn_6 (and reward); INDICATORS= for none
 # shellcheck disable=SC2086
 sftpick rule experiments $POOLS --eval-set $W/split/heldout.json --datasets "$DATASETS" \
     --min-size "$MIN_SIZE" --max-size "$MAX_SIZE" --model "$MODEL" --device "$DEVICE" --template "$TEMPLATE" \
