@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .embeddings import embeddings_path
-from .engines.local import score_examples
+from .engines.local import score_stream
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
-from .io import Dataset, Reject, read_dataset
+from .io import Dataset, Reject, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
@@ -145,30 +145,41 @@ def _remove_stale_temps(folder: Path, name: str, cache_dir: Path | None) -> None
 
 def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_dir, progress, embeddings,
            shard_size: int, workers: int, run_id: str | None) -> ScoreResult:
-    dataset = read_dataset(data, fmt, strict=strict)
+    source = Source(data, fmt, strict=strict)
     derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
-    columns, score_rejects, timings = score_examples(
-        dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
-        source=str(dataset.path), progress=progress, shard_size=shard_size, workers=workers)
+    read_rejects: list[Reject] = []
+    scored = score_stream(_examples(source, read_rejects), [s for s in built if s not in derived],
+                          cache_dir=Path(cache_dir) if cache_dir else None, source=str(source.path),
+                          progress=progress, shard_size=shard_size, workers=workers, total=source.estimate())
+    table = scored.table
     for scorer in derived:
-        columns.update(scorer.derive(columns))
-    if strict and score_rejects:
-        first = score_rejects[0]
+        numeric = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+                   if name not in ("id", "content_hash")}
+        for name, values in scorer.derive(numeric).items():
+            table = table.append_column(name, pa.array(values))
+    if strict and scored.rejects:
+        first = scored.rejects[0]
         raise ValueError(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
-    table = pa.table({name: pa.array(list(values) if values.dtype == object else values)
-                      for name, values in columns.items()})
+    dataset = source.dataset(None, read_rejects)
     table = stamp(table, dataset, run_id or new_run_id())
-    result = ScoreResult(table, dataset, dataset.rejects + score_rejects,
-                         [s.config() for s in built], timings)
+    result = ScoreResult(table, dataset, read_rejects + scored.rejects, [s.config() for s in built], scored.timings)
     if output is not None:
         write_parquet(table, output)
     embeddings = embeddings or (embeddings_path(output) if output is not None else None)
     if embeddings is not None:
-        save_table_embeddings(built, dataset.examples, columns["row"], Path(embeddings))
+        save_table_embeddings(built, scored.unique, table.column("row").to_numpy(),
+                              table.column("content_hash").to_pylist(), Path(embeddings))
     return result
+
+
+def _examples(source: Source, rejects: list[Reject]):
+    """The source's examples chunk by chunk, its read rejects gathered into `rejects`."""
+    for chunk in source.chunks():
+        rejects += chunk.rejects
+        yield chunk.examples
 
 
 def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str | None = None,
@@ -201,7 +212,7 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     pool_count = _pool_count(pool, by, table.num_rows, requested)
     dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
     notes = []
-    if dataset is not None:
+    if dataset is not None and dataset.examples is not None:  # None: a streamed input, the one just scored
         table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
         notes += [note] if note else []
     vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, dataset, embeddings)
@@ -320,7 +331,8 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
-                           where=where, strategy=strategy, pool=pool, data=scored.dataset, embeddings=vectors_file,
+                           where=where, strategy=strategy, pool=pool, data=_records_for(strategy, scored.dataset),
+                           embeddings=vectors_file,
                            **strategy_options)
         write_parquet(stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True),
                       out / "scores.parquet")
@@ -335,12 +347,23 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     return scored, selection
 
 
+def _records_for(strategy: str, dataset: Dataset) -> Dataset | None:
+    """The scored records in memory when the strategy may need to embed them, else None (the
+    table was just made from this input: nothing to align)."""
+    if not getattr(SELECTORS[strategy], "needs_embeddings", False):
+        return None
+    return read_dataset(dataset.path, dataset.format)
+
+
 def with_selection(table: pa.Table, selection: Selection) -> pa.Table:
     """The score table with `selected` and `rank` (1 = picked first; null when not selected)."""
-    rank = {int(row): i + 1 for i, row in enumerate(selection.order)}
-    rows = table.column("row").to_pylist()
-    return (table.append_column("selected", pa.array([row in rank for row in rows]))
-            .append_column("rank", pa.array([rank.get(row) for row in rows], type=pa.int64())))
+    rows = table.column("row").to_numpy()
+    order = np.asarray(selection.order, dtype=np.int64)
+    by_row = np.argsort(order, kind="stable")
+    at = np.clip(np.searchsorted(order[by_row], rows), 0, max(len(order) - 1, 0))
+    chosen = order[by_row][at] == rows if len(order) else np.zeros(len(rows), bool)
+    rank = pa.array(by_row[at] + 1, mask=~chosen, type=pa.int64())
+    return table.append_column("selected", pa.array(chosen)).append_column("rank", rank)
 
 
 def _check_run_options(scorers: list[str] | None, options: dict, by: str | None, where: list[str] | None,

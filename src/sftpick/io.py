@@ -114,6 +114,21 @@ class Source:
         self.n_records = row + 1
         self.sha256 = digest.hexdigest() if self.kind != "parquet" else _file_sha256(self.path)
 
+    def estimate(self) -> int | None:
+        """About how many records the file holds, without parsing it (for progress): lines of
+        a JSONL file (blank ones included), rows of a Parquet file; None for a JSON array."""
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(self.path).metadata.num_rows
+        if self.kind == "json":
+            return None
+        lines, last = 0, b"\n"
+        with open(self.path, "rb") as handle:
+            while block := handle.read(_BLOCK):
+                lines, last = lines + block.count(b"\n"), block[-1:]
+        return lines + (last != b"\n")
+
     def dataset(self, examples: list[Example] | None, rejects: list[Reject]) -> Dataset:
         """What was read, once `chunks()` has run to the end."""
         if self.sha256 is None:

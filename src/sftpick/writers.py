@@ -134,7 +134,7 @@ def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path, *, ord
     rows = np.asarray(list(rows), dtype=np.int64)
     rows = np.sort(rows) if order == "input" else rows
     if dataset.kind == "parquet":
-        write_parquet(_parquet_rows(dataset.path, rows), path)
+        write_parquet(parquet_rows(dataset.path, rows), path)
         return
     texts = raw_texts(dataset.path, dataset.kind, rows)
     with atomic_writer(path) as out:
@@ -145,7 +145,7 @@ def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path, *, ord
             out.write(b"[\n" + ",\n".join(texts[int(row)] for row in rows).encode() + b"\n]\n" if len(rows) else b"[]\n")
 
 
-def _parquet_rows(path: Path, rows: np.ndarray):
+def parquet_rows(path: Path, rows: np.ndarray):
     """The table of `rows` (in that order), read row group by row group."""
     import pyarrow as pa
     import pyarrow.parquet as pq
