@@ -20,7 +20,7 @@ from . import __version__
 from .embeddings import embeddings_path
 from .engines.local import score_stream
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
-from .io import Dataset, Reject, Source, read_dataset
+from .io import CHUNK_RECORDS, Dataset, Reject, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
@@ -97,7 +97,7 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
           fmt: str | None = None, strict: bool = False, cache_dir: str | Path | None = None,
           progress: bool = True, embeddings: str | Path | None = None, shard_size: int = 64,
           workers: int = 1, run_id: str | None = None, rejects: str | Path | None = None,
-          **options) -> ScoreResult:
+          chunk_size: int = CHUNK_RECORDS, **options) -> ScoreResult:
     """Score every record of `data`; writes the table to `output` (Parquet) when given, the
     rejects to `rejects` (default: `X.rejects.jsonl` beside `X.parquet`), the kNN scorer's
     vectors to `embeddings` (default: `embeddings_path(output)`) and, last, a manifest
@@ -107,17 +107,18 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
     device, dtype, token_budget, trust_remote_code, deita_complexity_model, … Every option is checked before the
     data is read or a model loads.
     """
-    _check_positive(shard_size=shard_size, workers=workers)
+    _check_positive(shard_size=shard_size, workers=workers, chunk_size=chunk_size)
     built = build_scorers(list(scorers or ["ifd"]), options)
+    sizes = {"shard_size": shard_size, "workers": workers, "chunk_size": chunk_size}
     if output is None:
-        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, sizes, run_id)
     started = time.perf_counter()
     output = Path(output)
     with output_lock(output.with_name(f".{output.name}.lock")):
         cache_dir = Path(cache_dir) if cache_dir else Path(str(output) + ".cache")
         _remove_stale_temps(output.parent, output.name, cache_dir)
         run_id = run_id or new_run_id()
-        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, shard_size, workers, run_id)
+        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, sizes, run_id)
         rejects = Path(rejects or rejects_path(output))
         write_rejects(result.rejects, rejects)
         manifest = build_manifest(result, None, seconds=time.perf_counter() - started, run_id=run_id,
@@ -144,16 +145,17 @@ def _remove_stale_temps(folder: Path, name: str, cache_dir: Path | None) -> None
 
 
 def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_dir, progress, embeddings,
-           shard_size: int, workers: int, run_id: str | None) -> ScoreResult:
+           sizes: dict, run_id: str | None) -> ScoreResult:
     source = Source(data, fmt, strict=strict)
     derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
     read_rejects: list[Reject] = []
-    scored = score_stream(_examples(source, read_rejects), [s for s in built if s not in derived],
+    scored = score_stream(_examples(source, read_rejects, sizes["chunk_size"]), [s for s in built if s not in derived],
                           cache_dir=Path(cache_dir) if cache_dir else None, source=str(source.path),
-                          progress=progress, shard_size=shard_size, workers=workers, total=source.estimate())
+                          progress=progress, shard_size=sizes["shard_size"], workers=sizes["workers"],
+                          total=source.estimate())
     table = scored.table
     for scorer in derived:
         numeric = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
@@ -175,9 +177,9 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
     return result
 
 
-def _examples(source: Source, rejects: list[Reject]):
-    """The source's examples chunk by chunk, its read rejects gathered into `rejects`."""
-    for chunk in source.chunks():
+def _examples(source: Source, rejects: list[Reject], size: int):
+    """The source's examples, `size` records at a time; its read rejects gathered into `rejects`."""
+    for chunk in source.chunks(size):
         rejects += chunk.rejects
         yield chunk.examples
 
@@ -314,7 +316,8 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         progress: bool = True, by: str | None = None, ascending: bool = False,
         max_ifd: float | None = None, min_ifd: float | None = None, where: list[str] | None = None,
         strategy: str = "topk", pool: int | float | str | None = None, strategy_options: dict | None = None,
-        order: str = "input", workers: int = 1, **options) -> tuple[ScoreResult, Selection]:
+        order: str = "input", workers: int = 1, chunk_size: int = CHUNK_RECORDS,
+        **options) -> tuple[ScoreResult, Selection]:
     """Score, select and write `scores.parquet` (with `selected` and the pick `rank`),
     `selected.<ext>` (in input order, or the strategy's pick order with `order="pick"`),
     `rejects.jsonl` and `manifest.json` under `output_dir`, and `report.html` from them."""
@@ -327,7 +330,8 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         _remove_stale_temps(out, "", out / "cache")
         vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
         scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
-                       progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id, **options)
+                       progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id,
+                       chunk_size=chunk_size, **options)
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,

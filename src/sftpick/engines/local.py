@@ -112,6 +112,8 @@ class _Run:
             advance[scorer.name](len(examples) - len(fresh))  # duplicates of earlier records
             values, scored = self._score(scorer, fresh, keys[new], self.stores[scorer.name],
                                          self.shard_size, advance[scorer.name])
+            if self.stores[scorer.name][0]:
+                self.stores[scorer.name][0].flush()  # one part per chunk and scorer: a resumed run skips it
             self.values[scorer.name].append(values)
             _note_rejects(first_reject, scorer.name, values)
             self.stats[scorer.name]["seconds"] += time.perf_counter() - started
