@@ -172,8 +172,7 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
         write_parquet(table, output)
     embeddings = embeddings or (embeddings_path(output) if output is not None else None)
     if embeddings is not None:
-        save_table_embeddings(built, scored.unique, table.column("row").to_numpy(),
-                              table.column("content_hash").to_pylist(), Path(embeddings))
+        save_table_embeddings(built, scored.unique, table, Path(embeddings))
     return result
 
 
@@ -338,15 +337,15 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
                            where=where, strategy=strategy, pool=pool, data=_records_for(strategy, scored.dataset),
                            embeddings=vectors_file,
                            **strategy_options)
-        write_parquet(stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True),
-                      out / "scores.parquet")
+        table = stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True)
+        write_parquet(table, out / "scores.parquet")
         subset_path = out / f"selected{scored.dataset.path.suffix}"
         write_subset(scored.dataset, selection.order, subset_path, order=order)
         outputs = vouch(out, {"scores": "scores.parquet", "subset": subset_path.name,
                               "rejects": "rejects.jsonl", "report": "report.html"})
         manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started, outputs=outputs,
                                   run_id=run_id)
-        build_report(out, manifest=manifest)
+        build_report(out, manifest=manifest, table=table)
         atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))  # last: it vouches for the rest
     return scored, selection
 

@@ -43,10 +43,11 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 
 def build_report(run_dir: str | Path, output: str | Path | None = None, *, manifest: dict | None = None,
-                 examples: int = N_EXAMPLES) -> Path:
+                 examples: int = N_EXAMPLES, table: pa.Table | None = None) -> Path:
     """Write `report.html` (or `output`) for the run in `run_dir`, showing the `examples`
     best and worst records; returns its path. Without `manifest` (the one a run is about to
-    write), the folder must be whole: its manifest vouches for the files it reads."""
+    write), the folder must be whole: its manifest vouches for the files it reads. `table`:
+    the scores a run has just written, so they are not read back (with `manifest` only)."""
     run_dir = Path(run_dir)
     scores_path = run_dir / "scores.parquet"
     if not scores_path.is_file():
@@ -56,7 +57,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, manif
         if manifest is None:
             manifest = verify_run(run_dir)
             remove_stale_temps(path.parent, path.name)
-        table = pq.read_table(scores_path)
+        table = pq.read_table(scores_path) if table is None or manifest is None else table
         by, ascending = _ranking(manifest, table)
         best, worst = _best_and_worst(table, by, ascending, examples)
         texts, note = _dataset_texts(manifest, table, scores_path, sorted(set(best + worst)))

@@ -75,7 +75,7 @@ class _Run:
         self.rows: list[dict] = []  # per chunk: row, line, id, content_hash, position
         self.unique: list[Example] = []  # kept only for whole-dataset scorers
         self.records: dict[int, tuple[int | None, dict]] = {}  # row -> (line, record) of rows a scorer rejected
-        self.first_reject: list[tuple[str, str] | None] = []  # per distinct example: (scorer, reason)
+        self.rejected: dict[int, tuple[str, str]] = {}  # distinct position -> (first scorer to reject it, reason)
         self.stats = {s.name: {"seconds": 0.0, "scored_now": 0} for s in scorers}
         self.stores: dict[str, tuple[ShardStore | None, DigestIndex, pa.Table | None]] = {}
         for scorer in scorers:
@@ -96,6 +96,7 @@ class _Run:
     def add_chunk(self, examples: list[Example], advance: dict) -> None:
         hashes = [e.content_hash for e in examples]
         keys = digests(hashes)
+        offset = len(self.seen)  # distinct examples before this chunk
         positions, new = self._positions(keys)
         fresh = [examples[i] for i in new]
         self.rows.append({"row": np.array([e.row for e in examples], dtype=np.int64),
@@ -104,7 +105,6 @@ class _Run:
                           "content_hash": pa.array(hashes, type=pa.string()), "position": positions})
         if self.whole:
             self.unique += fresh
-        first_reject: list[tuple[str, str] | None] = [None] * len(fresh)
         for scorer in self.scorers:
             if getattr(scorer, "whole_dataset", False):
                 continue
@@ -114,14 +114,13 @@ class _Run:
                                          self.shard_size, advance[scorer.name])
             if self.stores[scorer.name][0]:
                 self.stores[scorer.name][0].flush()  # one part per chunk and scorer: a resumed run skips it
+            _note_rejects(self.rejected, offset, scorer.name, values.pop(REJECT))
             self.values[scorer.name].append(values)
-            _note_rejects(first_reject, scorer.name, values)
             self.stats[scorer.name]["seconds"] += time.perf_counter() - started
             self.stats[scorer.name]["scored_now"] += scored
-        self.first_reject += first_reject
-        for example, position in zip(examples, positions):
-            if self.first_reject[position] is not None:
-                self.records[example.row] = (example.line, example.record)
+        if self.rejected:
+            for i in np.flatnonzero(np.isin(positions, np.fromiter(self.rejected, dtype=np.int64))):
+                self.records[examples[i].row] = (examples[i].line, examples[i].record)
 
     def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each key's distinct position (new content gets the next ones, in input order) and the
@@ -173,12 +172,8 @@ class _Run:
             values, scored = self._score(scorer, self.unique, digests(hashes), self.stores[scorer.name],
                                          0, advance[scorer.name], in_pieces=False)
             advance[scorer.name](sum(len(r["row"]) for r in self.rows) - len(self.unique))
+            _note_rejects(self.rejected, 0, scorer.name, values.pop(REJECT))
             self.values[scorer.name] = [values]
-            first_reject = list(self.first_reject)
-            _note_rejects(first_reject, scorer.name, values)
-            for i, reason in enumerate(first_reject):
-                if reason is not None and self.first_reject[i] is None:
-                    self.first_reject[i] = reason
             self.stats[scorer.name]["seconds"] += time.perf_counter() - started
             self.stats[scorer.name]["scored_now"] += scored
 
@@ -190,7 +185,8 @@ class _Run:
     def result(self, source: str) -> Scored:
         rows = {name: np.concatenate([r[name] for r in self.rows]) if self.rows else np.empty(0, np.int64)
                 for name in ("row", "line", "position")}
-        rejected = np.array([r is not None for r in self.first_reject], dtype=bool)
+        rejected = np.zeros(len(self.seen), dtype=bool)
+        rejected[np.fromiter(self.rejected, dtype=np.int64, count=len(self.rejected))] = True
         keep = ~rejected[rows["position"]] if len(rows["position"]) else np.zeros(0, bool)
         where = pa.array(np.flatnonzero(keep))
         table = {"row": rows["row"][keep],
@@ -214,16 +210,21 @@ class _Run:
     def _reject(self, source: str, row: int, position: int) -> Reject:
         """A rejected row's record was kept when its chunk was scored; one rejected only by a
         whole-dataset scorer shows its content's first record (the same content)."""
-        stage, reason = self.first_reject[position]
+        stage, reason = self.rejected[position]
         line, record = self.records.get(row) or (self.unique[position].line, self.unique[position].record)
         return Reject(source, row, line, stage, reason, record)
 
 
-def _note_rejects(first_reject: list, name: str, values: dict[str, np.ndarray]) -> None:
-    """Record `name` as the rejecting scorer of each example it rejected that no earlier one did."""
-    for i in np.flatnonzero(np.array([r is not None for r in values[REJECT]], dtype=bool)):
-        if first_reject[i] is None:
-            first_reject[i] = (name, values[REJECT][i])
+def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
+    """Record `name` as the rejecting scorer of each example it rejected (`reasons`, per distinct
+    example from `offset` on) that no earlier scorer did."""
+    for i in np.flatnonzero(_present(reasons)):
+        rejected.setdefault(offset + int(i), (name, reasons[i]))
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    """True where an object array holds something other than None."""
+    return np.not_equal(values, None) if values.dtype == object else np.zeros(len(values), dtype=bool)
 
 
 def _assemble(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], n: int,

@@ -171,17 +171,17 @@ def _say(message: str) -> None:
     Console(stderr=True).print(message, highlight=False)
 
 
-def save_table_embeddings(scorers: list, unique: list[Example], rows: np.ndarray, hashes: list[str],
-                          path: Path) -> bool:
-    """Write the kNN scorer's vectors for the scored `rows` (with their content `hashes`;
-    duplicates share one vector) to `path`, for the diversity selectors. Re-embeds the
-    distinct examples (`unique`) only when the kNN scores came from the cache and `path` does
-    not already hold this data's vectors. False when no kNN scorer ran."""
+def save_table_embeddings(scorers: list, unique: list[Example], table, path: Path) -> bool:
+    """Write the kNN scorer's vectors for the rows of the score `table` (duplicates share one
+    vector) to `path`, for the diversity selectors. Re-embeds the distinct examples (`unique`)
+    only when the kNN scores came from the cache and `path` does not already hold this data's
+    vectors. False when no kNN scorer ran."""
     from ..embeddings import load_embeddings, save_embeddings
 
     knn = next((s for s in scorers if isinstance(s, KnnScorer)), None)
     if knn is None:
         return False
+    rows, hashes = table.column("row").to_numpy(), table.column("content_hash").to_pylist()
     meta = {"model": knn.embedder, "text": knn.embed_text, "normalized": True, "content_digest": content_digest(hashes)}
     if knn.embeddings_ is None:
         if path.exists() and load_embeddings(path)[2] == meta:
