@@ -151,3 +151,17 @@ def test_a_killed_run_resumes_from_its_finished_parts(tmp_path, real_records_pat
     assert resumed.column("row").to_pylist() == list(range(n))
     for name in ("id", "content_hash", "len", "mtld"):
         assert resumed.column(name).equals(fresh.table.column(name)), name
+
+
+def test_scorer_rejects_keep_their_rows_lines_and_records_across_chunks(tmp_path):
+    short = [{"instruction": f"Add {i} and 3.", "input": "", "output": "The sum is easy to find: add them and write it."}
+             for i in range(6)]
+    long = {"instruction": "Explain " + "the history of the long winding river " * 8, "input": "", "output": "Long."}
+    write_jsonl(tmp_path / "d.jsonl", short[:3] + [long] + short[3:] + [long])  # rows 3 and 7: chunks 1 and 2
+    result = sftpick.score(tmp_path / "d.jsonl", scorers=["ifd"], max_length=16, device="cpu", chunk_size=4,
+                           progress=False)
+    assert [(r.row, r.line, r.stage) for r in result.rejects] == [(3, 4, "ifd"), (7, 8, "ifd")]
+    assert all(r.record == long and r.reason.startswith("prompt fills max_length=16") for r in result.rejects)
+    assert result.table.column("row").to_pylist() == [0, 1, 2, 4, 5, 6]
+    assert result.timings["ifd"]["scored_now"] == 7  # the repeat of row 3 is not scored again
+    assert result.counts == {"input": 8, "scored": 6, "rejected": 2}

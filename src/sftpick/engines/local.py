@@ -74,7 +74,7 @@ class _Run:
         self.values: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in scorers}
         self.rows: list[dict] = []  # per chunk: row, line, id, content_hash, position
         self.unique: list[Example] = []  # kept only for whole-dataset scorers
-        self.records: dict[int, tuple[int | None, dict]] = {}  # row -> (line, record) of rows a scorer rejected
+        self.records: dict[int, dict] = {}  # row -> record, for the rows a per-batch scorer rejected
         self.rejected: dict[int, tuple[str, str]] = {}  # distinct position -> (first scorer to reject it, reason)
         self.stats = {s.name: {"seconds": 0.0, "scored_now": 0} for s in scorers}
         self.stores: dict[str, tuple[ShardStore | None, DigestIndex, pa.Table | None]] = {}
@@ -120,7 +120,7 @@ class _Run:
             self.stats[scorer.name]["scored_now"] += scored
         if self.rejected:
             for i in np.flatnonzero(np.isin(positions, np.fromiter(self.rejected, dtype=np.int64))):
-                self.records[examples[i].row] = (examples[i].line, examples[i].record)
+                self.records[examples[i].row] = examples[i].record
 
     def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each key's distinct position (new content gets the next ones, in input order) and the
@@ -197,8 +197,8 @@ class _Run:
             for name in scorer.columns:
                 values = np.concatenate([p[name] for p in parts]) if parts else np.empty(0)
                 table[name] = values[rows["position"][keep]]
-        rejects = [self._reject(source, int(row), int(position))
-                   for row, position in zip(rows["row"][~keep], rows["position"][~keep])]
+        rejects = [self._reject(source, int(row), int(line), int(position))
+                   for row, line, position in zip(rows["row"][~keep], rows["line"][~keep], rows["position"][~keep])]
         n = len(rows["row"])
         timings = {s.name: {"seconds": round(self.stats[s.name]["seconds"], 3),
                             "scored_now": self.stats[s.name]["scored_now"],
@@ -207,12 +207,12 @@ class _Run:
         return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), rejects, timings,
                       self.unique)
 
-    def _reject(self, source: str, row: int, position: int) -> Reject:
+    def _reject(self, source: str, row: int, line: int, position: int) -> Reject:
         """A rejected row's record was kept when its chunk was scored; one rejected only by a
         whole-dataset scorer shows its content's first record (the same content)."""
         stage, reason = self.rejected[position]
-        line, record = self.records.get(row) or (self.unique[position].line, self.unique[position].record)
-        return Reject(source, row, line, stage, reason, record)
+        record = self.records[row] if row in self.records else self.unique[position].record
+        return Reject(source, row, None if line < 0 else line, stage, reason, record)
 
 
 def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
