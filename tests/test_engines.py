@@ -99,4 +99,5 @@ def test_manifest_records_the_engine_and_device(tmp_path, real_records_path):
     import torch
 
     engine = json.loads((tmp_path / "s.manifest.json").read_text())["engine"]
-    assert engine == {"engine": "local", "workers": 1, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    assert engine == {"engine": "local", "workers": 1, "device": "cuda" if torch.cuda.is_available() else "cpu",
+                      "chunk_size": 10000, "shard_size": 64}

@@ -16,7 +16,7 @@ def test_killed_run_resumes_without_rescoring(tmp_path, real_records_path):
     out = tmp_path / "scores.parquet"
     shards = tmp_path / "scores.parquet.cache"
     command = [sys.executable, "-m", "sftpick.cli", "score", str(real_records_path), "-o", str(out),
-               "--device", "cpu", "--shard-size", "4", "--no-progress"]
+               "--device", "cpu", "--shard-size", "4", "--chunk-size", "4", "--no-progress"]  # a saved part per chunk
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while len(list(shards.glob("*/shard-*.parquet"))) < 2:

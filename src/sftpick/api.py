@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 from . import __version__
 from .embeddings import embeddings_path
 from .engines import check_engine, make_engine
-from .engines.local import score_examples
+from .engines.local import score_stream
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
-from .io import Dataset, Reject, read_dataset
+from .io import CHUNK_RECORDS, Dataset, Reject, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
@@ -100,7 +100,7 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
           progress: bool = True, embeddings: str | Path | None = None, shard_size: int = 64,
           workers: int = 1, run_id: str | None = None, rejects: str | Path | None = None,
           engine: str = "local", ray_address: str | None = None, gpus_per_worker: float = 0.0,
-          **options) -> ScoreResult:
+          chunk_size: int = CHUNK_RECORDS, **options) -> ScoreResult:
     """Score every record of `data`; writes the table to `output` (Parquet) when given, the
     rejects to `rejects` (default: `X.rejects.jsonl` beside `X.parquet`), the kNN scorer's
     vectors to `embeddings` (default: `embeddings_path(output)`) and, last, a manifest
@@ -114,22 +114,22 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
     device, dtype, token_budget, trust_remote_code, deita_complexity_model, … Every option is checked before the
     data is read or a model loads.
     """
-    _check_positive(shard_size=shard_size, workers=workers)
+    _check_positive(shard_size=shard_size, workers=workers, chunk_size=chunk_size)
     check_engine(engine, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
                  device=options.get("device"))
     options = engine_options(engine, gpus_per_worker, options)
     built = build_scorers(list(scorers or ["ifd"]), options)
     settings = {"engine": engine, "workers": workers, "ray_address": ray_address, "gpus_per_worker": gpus_per_worker,
-                "device": options.get("device")}
+                "device": options.get("device"), "shard_size": shard_size, "chunk_size": chunk_size}
     if output is None:
-        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, shard_size, settings, run_id)
+        return _score(data, None, built, fmt, strict, cache_dir, progress, embeddings, settings, run_id)
     started = time.perf_counter()
     output = Path(output)
     with output_lock(output.with_name(f".{output.name}.lock")):
         cache_dir = Path(cache_dir) if cache_dir else Path(str(output) + ".cache")
         _remove_stale_temps(output.parent, output.name, cache_dir)
         run_id = run_id or new_run_id()
-        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, shard_size, settings, run_id)
+        result = _score(data, output, built, fmt, strict, cache_dir, progress, embeddings, settings, run_id)
         rejects = Path(rejects or rejects_path(output))
         write_rejects(result.rejects, rejects)
         manifest = build_manifest(result, None, seconds=time.perf_counter() - started, run_id=run_id,
@@ -164,33 +164,39 @@ def _remove_stale_temps(folder: Path, name: str, cache_dir: Path | None) -> None
 
 
 def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_dir, progress, embeddings,
-           shard_size: int, settings: dict, run_id: str | None) -> ScoreResult:
-    dataset = read_dataset(data, fmt, strict=strict)
+           settings: dict, run_id: str | None) -> ScoreResult:
+    source = Source(data, fmt, strict=strict)
     derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
-    device = settings["device"]
-    with make_engine(**{key: value for key, value in settings.items() if key != "device"}) as engine:
-        columns, score_rejects, timings = score_examples(
-            dataset.examples, [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
-            source=str(dataset.path), progress=progress, shard_size=shard_size, engine=engine)
-        engine_settings = {**engine.settings(), "device": _device_used(device, engine.settings())}
+    read_rejects: list[Reject] = []
+    engine_keys = ("engine", "workers", "ray_address", "gpus_per_worker")
+    with make_engine(**{key: settings[key] for key in engine_keys}) as engine:
+        scored = score_stream(_examples(source, read_rejects, settings["chunk_size"]),
+                              [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
+                              source=str(source.path), progress=progress, shard_size=settings["shard_size"],
+                              engine=engine, total=source.estimate())
+        engine_settings = {**engine.settings(), "device": _device_used(settings["device"], engine.settings()),
+                           "chunk_size": settings["chunk_size"], "shard_size": settings["shard_size"]}
+    table = scored.table
     for scorer in derived:
-        columns.update(scorer.derive(columns))
-    if strict and score_rejects:
-        first = score_rejects[0]
+        numeric = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+                   if name not in ("id", "content_hash")}
+        for name, values in scorer.derive(numeric).items():
+            table = table.append_column(name, pa.array(values))
+    if strict and scored.rejects:
+        first = scored.rejects[0]
         raise ValueError(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
-    table = pa.table({name: pa.array(list(values) if values.dtype == object else values)
-                      for name, values in columns.items()})
+    dataset = source.dataset(None, read_rejects)
     table = stamp(table, dataset, run_id or new_run_id())
-    result = ScoreResult(table, dataset, dataset.rejects + score_rejects,
-                         [s.config() for s in built], timings, engine_settings)
+    result = ScoreResult(table, dataset, read_rejects + scored.rejects, [s.config() for s in built], scored.timings,
+                         engine_settings)
     if output is not None:
         write_parquet(table, output)
     embeddings = embeddings or (embeddings_path(output) if output is not None else None)
     if embeddings is not None:
-        save_table_embeddings(built, dataset.examples, columns["row"], Path(embeddings))
+        save_table_embeddings(built, scored.unique, table, Path(embeddings))
     return result
 
 
@@ -203,6 +209,13 @@ def _device_used(device: str | None, settings: dict) -> str:
     from .models import resolve_device
 
     return resolve_device("auto")
+
+
+def _examples(source: Source, rejects: list[Reject], size: int):
+    """The source's examples, `size` records at a time; its read rejects gathered into `rejects`."""
+    for chunk in source.chunks(size):
+        rejects += chunk.rejects
+        yield chunk.examples
 
 
 def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str | None = None,
@@ -235,7 +248,7 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     pool_count = _pool_count(pool, by, table.num_rows, requested)
     dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
     notes = []
-    if dataset is not None:
+    if dataset is not None and dataset.examples is not None:  # None: a streamed input, the one just scored
         table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
         notes += [note] if note else []
     vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, dataset, embeddings)
@@ -338,7 +351,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         max_ifd: float | None = None, min_ifd: float | None = None, where: list[str] | None = None,
         strategy: str = "topk", pool: int | float | str | None = None, strategy_options: dict | None = None,
         order: str = "input", workers: int = 1, engine: str = "local", ray_address: str | None = None,
-        gpus_per_worker: float = 0.0, **options) -> tuple[ScoreResult, Selection]:
+        gpus_per_worker: float = 0.0, chunk_size: int = CHUNK_RECORDS, **options) -> tuple[ScoreResult, Selection]:
     """Score, select and write `scores.parquet` (with `selected` and the pick `rank`),
     `selected.<ext>` (in input order, or the strategy's pick order with `order="pick"`),
     `rejects.jsonl` and `manifest.json` under `output_dir`, and `report.html` from them."""
@@ -354,31 +367,43 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
         scored = score(data, scorers=scorers, fmt=fmt, strict=strict, cache_dir=out / "cache",
                        progress=progress, embeddings=vectors_file, workers=workers, run_id=run_id, engine=engine,
-                       ray_address=ray_address, gpus_per_worker=gpus_per_worker, **options)
+                       ray_address=ray_address, gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, **options)
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
-                           where=where, strategy=strategy, pool=pool, data=scored.dataset, embeddings=vectors_file,
+                           where=where, strategy=strategy, pool=pool, data=_records_for(strategy, scored.dataset),
+                           embeddings=vectors_file,
                            **strategy_options)
-        write_parquet(stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True),
-                      out / "scores.parquet")
+        table = stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True)
+        write_parquet(table, out / "scores.parquet")
         subset_path = out / f"selected{scored.dataset.path.suffix}"
         write_subset(scored.dataset, selection.order, subset_path, order=order)
         outputs = vouch(out, {"scores": "scores.parquet", "subset": subset_path.name,
                               "rejects": "rejects.jsonl", "report": "report.html"})
         manifest = build_manifest(scored, selection, seconds=time.perf_counter() - started, outputs=outputs,
                                   run_id=run_id)
-        build_report(out, manifest=manifest)
+        build_report(out, manifest=manifest, table=table)
         atomic_write(out / MANIFEST, json.dumps(manifest, indent=2, default=str))  # last: it vouches for the rest
     return scored, selection
 
 
+def _records_for(strategy: str, dataset: Dataset) -> Dataset | None:
+    """The scored records in memory when the strategy may need to embed them, else None (the
+    table was just made from this input: nothing to align)."""
+    if not getattr(SELECTORS[strategy], "needs_embeddings", False):
+        return None
+    return read_dataset(dataset.path, dataset.format)
+
+
 def with_selection(table: pa.Table, selection: Selection) -> pa.Table:
     """The score table with `selected` and `rank` (1 = picked first; null when not selected)."""
-    rank = {int(row): i + 1 for i, row in enumerate(selection.order)}
-    rows = table.column("row").to_pylist()
-    return (table.append_column("selected", pa.array([row in rank for row in rows]))
-            .append_column("rank", pa.array([rank.get(row) for row in rows], type=pa.int64())))
+    rows = table.column("row").to_numpy()
+    order = np.asarray(selection.order, dtype=np.int64)
+    by_row = np.argsort(order, kind="stable")
+    at = np.clip(np.searchsorted(order[by_row], rows), 0, max(len(order) - 1, 0))
+    chosen = order[by_row][at] == rows if len(order) else np.zeros(len(rows), bool)
+    rank = pa.array(by_row[at] + 1, mask=~chosen, type=pa.int64())
+    return table.append_column("selected", pa.array(chosen)).append_column("rank", rank)
 
 
 def _check_run_options(scorers: list[str] | None, options: dict, by: str | None, where: list[str] | None,

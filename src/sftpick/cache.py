@@ -1,15 +1,19 @@
 """Content-addressed score shards, so an interrupted run resumes without redoing work.
 
-Each scorer configuration gets its own folder (named by a hash of `config()`); each
-finished batch becomes one Parquet file written to a temporary name and renamed, so a
-SIGKILL leaves either a whole shard or none. Rows are keyed by the example's content hash:
-duplicates are scored once, and a reordered or extended input reuses what was done.
+Each scorer configuration gets its own folder (named by a hash of `config()`); finished
+shards are gathered and written as one Parquet file (to a temporary name, then renamed, so a
+SIGKILL leaves whole files only) every `FLUSH_ROWS` rows or `FLUSH_SECONDS`, whichever comes
+first: few, large files for fast scorers, little lost work for slow ones. Rows are keyed by
+the example's content hash: duplicates are scored once, and a reordered or extended input
+reuses what was done. Finished rows are read back as columns with a compact index of 16-byte
+digests (`DigestIndex`), never as a Python object per row.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -32,6 +36,64 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+FLUSH_ROWS = 8192
+FLUSH_SECONDS = 5.0
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def digests(hex_hashes: list[str]) -> np.ndarray:
+    """16-byte digests (numpy `S16`) of 32-digit hex content hashes, without a Python object each."""
+    return _digests_of(np.frombuffer("".join(hex_hashes).encode("ascii"), dtype=np.uint8))
+
+
+def _digests_of(hex_bytes: np.ndarray) -> np.ndarray:
+    nibbles = _HEX[hex_bytes.reshape(-1, 32)]
+    if (nibbles == 255).any():
+        raise ValueError("content hashes must be 32 lower-case hex digits")
+    return np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).view("S16").ravel()
+
+
+def column_digests(column: pa.ChunkedArray) -> np.ndarray:
+    """`digests` of a string column of content hashes, read from its Arrow buffers."""
+    parts = []
+    for chunk in column.chunks:
+        chunk = chunk.cast(pa.string())
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset: chunk.offset + len(chunk) + 1]
+        if chunk.null_count or len(chunk) and not (np.diff(offsets) == 32).all():
+            raise ValueError("content hashes must be 32 lower-case hex digits")
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if len(chunk) else np.empty(0, np.uint8)
+        parts.append(_digests_of(data[offsets[0]: offsets[-1]]))
+    return np.concatenate(parts) if parts else np.empty(0, dtype="S16")
+
+
+class DigestIndex:
+    """Digest -> int64 value (a position), as two sorted numpy arrays: 24 bytes an entry."""
+
+    def __init__(self, keys: np.ndarray | None = None, values: np.ndarray | None = None):
+        keys = np.empty(0, dtype="S16") if keys is None else keys
+        values = np.arange(len(keys), dtype=np.int64) if values is None else values
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.values = keys[order], values[order]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """The value of each key, -1 where absent."""
+        if not len(self.keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.values[at], -1)
+
+    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Add keys that are not in the index yet (no input validation)."""
+        order = np.argsort(keys, kind="stable")
+        at = np.searchsorted(self.keys, keys[order])
+        self.keys = np.insert(self.keys, at, keys[order])
+        self.values = np.insert(self.values, at, values[order])
+
+
 class ShardStore:
     def __init__(self, root: str | Path, name: str, config: dict):
         self.dir = Path(root) / f"{name}-{config_hash(config)}"
@@ -39,18 +101,31 @@ class ShardStore:
         config_file = self.dir / "config.json"
         if not config_file.exists():
             atomic_write(config_file, json.dumps(config, indent=2, sort_keys=True, default=str))
+        self._pending: list[pa.Table] = []
+        self._flushed = time.monotonic()
 
-    def load(self) -> dict[str, dict]:
-        """Every finished row: content hash -> {column: value}."""
-        done: dict[str, dict] = {}
-        for shard in sorted(self.dir.glob("shard-*.parquet")):
-            for record in pq.read_table(shard).to_pylist():
-                done[record.pop(KEY)] = record
-        return done
+    def load(self) -> tuple[DigestIndex, pa.Table | None]:
+        """Every finished row as one columnar table (None when there is none) and an index
+        of its content hashes -> row of that table."""
+        files = sorted(self.dir.glob("shard-*.parquet"))
+        if not files:
+            return DigestIndex(), None
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        return DigestIndex(column_digests(table.column(KEY))), table
 
     def save(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
-        table = pa.table({KEY: keys, **{name: _arrow(values) for name, values in columns.items()}})
-        write_parquet(table, self.dir / f"shard-{uuid.uuid4().hex}.parquet")
+        """Keep a finished shard; written with others once enough rows or seconds have gathered."""
+        self._pending.append(pa.table({KEY: pa.array(keys, type=pa.string()),
+                                       **{name: _arrow(values) for name, values in columns.items()}}))
+        if sum(t.num_rows for t in self._pending) >= FLUSH_ROWS or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the shards kept so far as one file."""
+        if self._pending:
+            table = pa.concat_tables(self._pending, promote_options="default")
+            write_parquet(table, self.dir / f"shard-{uuid.uuid4().hex}.parquet")
+        self._pending, self._flushed = [], time.monotonic()
 
 
 class Journal:

@@ -16,7 +16,7 @@ from rich.text import Text
 from . import api
 from .engines import EngineError
 from .examples import InvalidRecord, UnknownFormat
-from .io import UnreadableInput, read_dataset
+from .io import CHUNK_RECORDS, UnreadableInput, read_dataset
 from .writers import ORDERS, OutputLocked, atomic_write, sibling, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
@@ -53,6 +53,8 @@ EngineName = Annotated[str, typer.Option("--engine", help="Where scorers run: lo
 GpusPerWorker = Annotated[float, typer.Option(help="GPUs per Ray worker (--engine ray); 0.5 puts two on one GPU.")]
 RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster to join (--engine ray), e.g. ray://head:10001; "
                                                         "default: RAY_ADDRESS, else a local cluster for this run.")]
+ChunkSize = Annotated[int, typer.Option(help="Records read and held in memory at a time (the unit of a "
+                                              "saved part; scores, not records, are kept across parts).")]
 Budget = Annotated[str, typer.Option(help="Records to keep: a count (2000), fraction (0.05) or percentage (5%).")]
 By = Annotated[Optional[str], typer.Option(help="Score column to rank by (default: ifd when scored; a diversity "
                                                  "strategy without one chooses by coverage alone).")]
@@ -207,7 +209,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
           shard_size: Annotated[int, typer.Option(help="Records per saved shard (the unit of resume).")] = 64,
           workers: Workers = 1, engine: EngineName = "local", gpus_per_worker: GpusPerWorker = 0.0,
-          ray_address: RayAddress = None,
+          ray_address: RayAddress = None, chunk_size: ChunkSize = CHUNK_RECORDS,
           proxy: Annotated[Optional[str], typer.Option(help="Weak model that scores everything once it agrees with --model on a sample.")] = None,
           check: Annotated[int, typer.Option(help="Records sampled (seed 0) for the --proxy check.")] = 500,
           min_agreement: Annotated[Optional[float], typer.Option(help="Stop when the proxy's Spearman rho on the sample is below this.")] = None,
@@ -220,7 +222,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
     rejects = rejects or api.rejects_path(output)
     result = scoring(data, output, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
                      shard_size=shard_size, workers=workers, rejects=rejects, engine=engine,
-                     gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                     gpus_per_worker=gpus_per_worker, ray_address=ray_address, chunk_size=chunk_size,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
                      **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
@@ -275,7 +277,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
         deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
         workers: Workers = 1, engine: EngineName = "local", gpus_per_worker: GpusPerWorker = 0.0,
-        ray_address: RayAddress = None, judge_url: JudgeUrl = None, judge_model: JudgeModel = None,
+        ray_address: RayAddress = None, chunk_size: ChunkSize = CHUNK_RECORDS, judge_url: JudgeUrl = None,
+        judge_model: JudgeModel = None,
         judge_prompt: JudgePrompt = None, judge_key_env: JudgeKeyEnv = None, concurrency: Concurrency = None,
         judge_retries: JudgeRetries = None, judge_timeout: JudgeTimeout = None,
         judge_max_tokens: JudgeMaxTokens = None, offline: Offline = False, config: Config = None):
@@ -283,7 +286,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
     scored, selection = api.run(
         data, output_dir, budget, scorers=scorers.split(","), fmt=fmt, strict=strict, progress=progress,
         workers=workers, engine=engine, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-        by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
+        chunk_size=chunk_size, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd, where=where,
         strategy=strategy, pool=pool, order=order,
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set, variety,
                                            explained_variance),

@@ -7,6 +7,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 FORMATS = ("alpaca", "sharegpt", "openai")
@@ -56,9 +57,10 @@ class Example:
     def context(self) -> list[dict[str, str]]:
         return self.messages[:-1]
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """Hash of what scorers read (not of the row or id), so duplicates share cached scores."""
+        """Hash of what scorers read (not of the row or id), so duplicates share cached scores;
+        computed once."""
         payload = json.dumps([self.messages, self.instruction, self.input], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 

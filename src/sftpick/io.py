@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from .examples import FORMAT_NAMES, FORMATS, Example, InvalidRecord, UnknownFormat, formats_of, to_example
 
@@ -51,72 +54,181 @@ class Dataset:
     format: str
     sha256: str
     n_records: int
+    examples: list[Example] | None  # None: not held in memory (a streamed input: see `Source`)
+    rejects: list[Reject]
+
+
+@dataclass
+class Chunk:
     examples: list[Example]
     rejects: list[Reject]
-    raw: list[str] | None = field(default=None, repr=False)  # each record's own text (JSON/JSONL)
+
+
+CHUNK_RECORDS = 10_000  # records per chunk: memory holds one chunk of Examples, never the whole input
+MAX_RECORD_BYTES = 256 << 20  # a JSON array element longer than this is damage; reading stops there
+_BLOCK = 1 << 20  # bytes read at a time
+
+
+class Source:
+    """An input file read in chunks of Examples and Rejects, never whole. The format is
+    resolved from the first records when it is opened; `sha256` and `n_records` are known
+    once `chunks()` has run to the end. One bad record never stops the read (unless
+    `strict`); a file that cannot be read as a whole (wrong type, broken JSON array, no
+    known format) raises UnreadableInput or UnknownFormat."""
+
+    def __init__(self, path: str | Path, fmt: str | None = None, *, strict: bool = False):
+        self.path = Path(path)
+        self.kind = KINDS.get(self.path.suffix.lower())
+        if self.kind is None:
+            raise UnreadableInput(f"{self.path}: unsupported file type {self.path.suffix!r}; "
+                                  "expected .json, .jsonl or .parquet")
+        if not self.path.is_file():
+            raise UnreadableInput(f"{self.path}: no such file")
+        self.strict = strict
+        self.sha256: str | None = None
+        self.n_records: int | None = None
+        window = list(itertools.islice(items_of(self.path, self.kind), _DETECT_WINDOW))
+        self.format = _resolve_format(self.path, self.kind, window, fmt)
+
+    def chunks(self, size: int = CHUNK_RECORDS) -> Iterator[Chunk]:
+        """The records, `size` at a time, in file order."""
+        digest = hashlib.sha256()
+        chunk, row = Chunk([], []), -1
+        for row, (line, value, text, error) in enumerate(items_of(self.path, self.kind, digest)):
+            try:
+                if error:
+                    raise InvalidRecord(error)
+                example = to_example(value, row, self.format)
+                example.line = line
+                chunk.examples.append(example)
+            except InvalidRecord as reason:
+                if self.strict:
+                    where = f"line {line}" if line else f"row {row}"
+                    raise InvalidRecord(f"{self.path}, {where}: {reason} (--strict stops at the first bad record)")
+                chunk.rejects.append(Reject(str(self.path), row, line, "read", str(reason), text if error else value))
+            if len(chunk.examples) + len(chunk.rejects) >= size:
+                yield chunk
+                chunk = Chunk([], [])
+        if chunk.examples or chunk.rejects:
+            yield chunk
+        self.n_records = row + 1
+        self.sha256 = digest.hexdigest() if self.kind != "parquet" else _file_sha256(self.path)
+
+    def estimate(self) -> int | None:
+        """About how many records the file holds, without parsing it (for progress): lines of
+        a JSONL file (blank ones included), rows of a Parquet file; None for a JSON array."""
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(self.path).metadata.num_rows
+        if self.kind == "json":
+            return None
+        lines, last = 0, b"\n"
+        with open(self.path, "rb") as handle:
+            while block := handle.read(_BLOCK):
+                lines, last = lines + block.count(b"\n"), block[-1:]
+        return lines + (last != b"\n")
+
+    def dataset(self, examples: list[Example] | None, rejects: list[Reject]) -> Dataset:
+        """What was read, once `chunks()` has run to the end."""
+        if self.sha256 is None:
+            raise RuntimeError("Source.dataset() before the records were read")
+        return Dataset(self.path, self.kind, self.format, self.sha256, self.n_records, examples, rejects)
 
 
 def read_dataset(path: str | Path, fmt: str | None = None, *, strict: bool = False) -> Dataset:
-    """Read every record; valid ones become Examples, the others Rejects with file, line and reason.
-    One bad record never stops the read (unless `strict`); only a file that cannot be read as a
-    whole (wrong type, broken JSON array, no known format) raises."""
-    path = Path(path)
-    kind = KINDS.get(path.suffix.lower())
-    if kind is None:
-        raise UnreadableInput(f"{path}: unsupported file type {path.suffix!r}; expected .json, .jsonl or .parquet")
-    if not path.is_file():
-        raise UnreadableInput(f"{path}: no such file")
-    data = path.read_bytes()
-    if kind == "parquet":
-        items, raw = _parquet_items(path), None
-    else:
-        body = _without_bom(path, data)
-        items = list(_jsonl_items(path, body) if kind == "jsonl" else _json_array_items(path, body))
-        raw = [item[2] for item in items]
-    fmt = _resolve_format(path, kind, items, fmt)
+    """Every record in memory (for eval sets, selectors and small files; a large input is
+    read with `Source`): valid ones become Examples, the others Rejects with file, line and
+    reason."""
+    source = Source(path, fmt, strict=strict)
     examples, rejects = [], []
-    for row, (line, value, text, error) in enumerate(items):
-        try:
-            if error:
-                raise InvalidRecord(error)
-            example = to_example(value, row, fmt)
-            example.line = line
-            examples.append(example)
-        except InvalidRecord as reason:
-            reject = Reject(str(path), row, line, "read", str(reason), text if error else value)
-            if strict:
-                where = f"line {line}" if line else f"row {row}"
-                raise InvalidRecord(f"{path}, {where}: {reason} (--strict stops at the first bad record)")
-            rejects.append(reject)
-    return Dataset(path, kind, fmt, hashlib.sha256(data).hexdigest(), len(items), examples, rejects, raw)
+    for chunk in source.chunks():
+        examples += chunk.examples
+        rejects += chunk.rejects
+    return source.dataset(examples, rejects)
 
 
 Item = tuple[int | None, Any, str, str | None]  # (line, parsed value, raw text, parse error)
 
 
-def _without_bom(path: Path, data: bytes) -> bytes:
-    """`data` without a UTF-8 byte-order mark; UTF-16/32 text is a file-level error (every
-    line would be rejected as not UTF-8)."""
+def items_of(path: Path, kind: str, digest=None) -> Iterator[Item]:
+    """Every record of the file as an Item, read as it goes; `digest` (a hashlib object), when
+    given, is fed every byte of a JSON/JSONL file."""
+    if kind == "parquet":
+        yield from _parquet_items(path)
+        return
+    with open(path, "rb") as handle:
+        blocks = _blocks(path, handle, digest)
+        yield from _jsonl_items(path, blocks) if kind == "jsonl" else _json_array_items(path, blocks)
+
+
+def raw_texts(path: Path, kind: str, rows: np.ndarray) -> dict[int, str]:
+    """Row -> the record's own text (as written to a JSON/JSONL subset), for `rows` only."""
+    wanted = set(np.asarray(rows).tolist())
+    texts = {}
+    if kind == "jsonl":
+        with open(path, "rb") as handle:
+            for row, (_, line) in enumerate(_jsonl_lines(_blocks(path, handle, None), shape=False)):
+                if row in wanted:
+                    texts[row] = line.decode("utf-8")
+        return texts
+    for row, (_, _, text, _) in enumerate(items_of(path, kind)):
+        if row in wanted:
+            texts[row] = text
+    return texts
+
+
+def _file_sha256(path: Path) -> str:
+    from .writers import file_sha256  # writers imports this module
+
+    return file_sha256(path)
+
+
+def _blocks(path: Path, handle, digest) -> Iterator[bytes]:
+    """The file's bytes in blocks, without a UTF-8 byte-order mark; UTF-16/32 text is a
+    file-level error (every line would be rejected as not UTF-8)."""
+    first = handle.read(_BLOCK)
     for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
                       (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
-        if data.startswith(bom):
+        if first.startswith(bom):
             raise UnreadableInput(f"{path}: the file is {name} text (it starts with a {name} byte-order mark); "
                                   "expected UTF-8, save it as UTF-8")
-    return data.removeprefix(codecs.BOM_UTF8)
+    block = first
+    while block:
+        if digest is not None:
+            digest.update(block)
+        yield block.removeprefix(codecs.BOM_UTF8) if block is first else block
+        block = handle.read(_BLOCK)
 
 
 # ---------------------------------------------------------------- JSONL
 
-def _jsonl_items(path: Path, data: bytes) -> Iterator[Item]:
+def _jsonl_items(path: Path, blocks: Iterator[bytes]) -> Iterator[Item]:
     """One item per non-blank line. Lines are split and decoded one by one, so a line that is
-    not UTF-8 is one reject, not a lost file; CRLF endings and a BOM on a line (files joined
-    with `cat`) are dropped."""
-    lines = data.split(b"\n")
-    _check_jsonl_shape(path, lines)
-    for number, line in enumerate(lines, start=1):
-        line = line.removesuffix(b"\r").removeprefix(codecs.BOM_UTF8)
-        if line.strip():
+    not UTF-8 is one reject, not a lost file."""
+    for number, line in _jsonl_lines(blocks):
+        if number is not None:
             yield _jsonl_item(number, line)
+        else:
+            _check_jsonl_shape(path, *line)
+
+
+def _jsonl_lines(blocks: Iterator[bytes], *, shape: bool = True) -> Iterator[tuple[int | None, bytes]]:
+    """(line number, line) for each non-blank line, read block by block; CRLF endings and a BOM
+    on a line (files joined with `cat`) are dropped. With `shape`, the first non-blank line is
+    also given once as (None, (number, line)) before it, for the file-level shape check."""
+    number, rest, first = 0, b"", shape
+    for block in itertools.chain(blocks, [b"\n"]):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            number += 1
+            line = line.removesuffix(b"\r").removeprefix(codecs.BOM_UTF8)
+            if line.strip():
+                if first:
+                    yield None, (number, line)
+                    first = False
+                yield number, line
 
 
 def _jsonl_item(number: int, line: bytes) -> Item:
@@ -176,11 +288,10 @@ def _deeper_than(value: Any, limit: int, text: str) -> bool:
     return False
 
 
-def _check_jsonl_shape(path: Path, lines: list[bytes]) -> None:
+def _check_jsonl_shape(path: Path, number: int, first: bytes) -> None:
     """A JSON array (pretty-printed, or whole on line 1) or a pretty-printed object saved as
-    .jsonl is one clear error, not a reject per line."""
-    number, first = next(((n, line.strip().removeprefix(codecs.BOM_UTF8)) for n, line in enumerate(lines, 1)
-                          if line.strip()), (0, b""))
+    .jsonl is one clear error, not a reject per line (`first`: the first non-blank line)."""
+    first = first.strip()
     if first == b"[" or (first.startswith(b"[") and first.endswith(b",")):
         raise UnreadableInput(f"{path}: looks like a JSON array spread over many lines (line {number} opens it "
                               "with '['), not JSON Lines (one record per line); rename the file to .json")
@@ -194,39 +305,94 @@ def _check_jsonl_shape(path: Path, lines: list[bytes]) -> None:
 
 # ---------------------------------------------------------------- JSON array
 
-def _json_array_items(path: Path, data: bytes) -> Iterator[Item]:
-    """Walk a JSON array element by element, keeping each element's line and raw text. Bytes
-    that are not UTF-8 are carried as surrogate escapes, so they reject only their element."""
-    text = data.decode("utf-8", "surrogateescape")
-    decoder = json.JSONDecoder()
-    pos = _skip_space(text, 0)
-    if not text.startswith("[", pos):
+class _ArrayText:
+    """The text of a JSON array read block by block: bytes that are not UTF-8 are carried as
+    surrogate escapes (an incremental decoder, so a character split between blocks is whole),
+    and text before the current record is dropped as the walk moves on, keeping its line count."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self.blocks = blocks
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.text, self.pos, self.eof = "", 0, False
+        self.lines_before = 0  # newlines in the text dropped so far
+        self.counted_to, self.newlines = 0, 0  # newlines in text[:counted_to]
+
+    def more(self) -> bool:
+        """Read one more block; False at the end of the file."""
+        if self.eof:
+            return False
+        if self.pos > _BLOCK:  # drop what was walked past; keep the line count
+            self.line()
+            self.lines_before += self.newlines
+            self.text, self.counted_to, self.newlines = self.text[self.pos:], 0, 0
+            self.pos = 0
+        block = next(self.blocks, None)
+        self.eof = block is None
+        self.text += self.decoder.decode(block or b"", final=self.eof)
+        return True
+
+    def skip_space(self) -> None:
+        while True:
+            self.pos = _skip_space(self.text, self.pos)
+            if self.pos < len(self.text) or not self.more():
+                return
+
+    def line(self) -> int:
+        """1-based line of the current position."""
+        self.newlines += self.text.count("\n", self.counted_to, self.pos)
+        self.counted_to = self.pos
+        return self.lines_before + self.newlines + 1
+
+
+def _json_array_items(path: Path, blocks: Iterator[bytes]) -> Iterator[Item]:
+    """Walk a JSON array element by element, reading as it goes and keeping each element's
+    line and raw text. Bytes that are not UTF-8 reject only their element."""
+    text = _ArrayText(blocks)
+    text.skip_space()
+    if not text.text.startswith("[", text.pos):
         raise UnreadableInput(f"{path}: a .json file must hold an array of records (use .jsonl for one record per line)")
-    pos = _skip_space(text, pos + 1)
-    newlines_before = 0
-    counted_to = 0
-    while not text.startswith("]", pos):
-        newlines_before += text.count("\n", counted_to, pos)
-        counted_to = pos
-        line = newlines_before + 1
+    text.pos += 1
+    text.skip_space()
+    while not text.text.startswith("]", text.pos):
+        line = text.line()
+        value, end = _next_value(path, text, line)
+        yield _json_array_item(line, value, text.text[text.pos:end])
+        text.pos = end
+        text.skip_space()
+        if text.text.startswith(",", text.pos):
+            text.pos += 1
+            text.skip_space()
+        elif text.pos >= len(text.text):
+            raise UnreadableInput(f"{path}: the file ends before the array's closing ']' (cut short?)")
+        elif not text.text.startswith("]", text.pos):
+            raise UnreadableInput(f"{path}: invalid JSON at line {text.line()}: expected ',' or ']' after a record")
+    text.pos += 1
+    while text.more():
+        pass
+    if text.text[text.pos:].strip():
+        raise UnreadableInput(f"{path}: extra data after the JSON array")
+
+
+def _next_value(path: Path, text: _ArrayText, line: int) -> tuple[Any, int]:
+    """The value at the current position and where it ends, reading more blocks while it is
+    cut short by the end of the text read so far (a value must be followed by a character,
+    so a number is never cut)."""
+    decoder = json.JSONDecoder()
+    while True:
         try:
-            value, end = decoder.raw_decode(text, pos)
+            value, end = decoder.raw_decode(text.text, text.pos)
+            if end < len(text.text) or text.eof:
+                return value, end
         except json.JSONDecodeError as error:
-            raise UnreadableInput(_broken_array(path, text, error)) from None
+            if text.eof:
+                raise UnreadableInput(_broken_array(path, text.text, error, text.lines_before)) from None
         except RecursionError:
             raise UnreadableInput(f"{path}: the record at line {line} is nested deeper than the JSON reader allows; "
                                   "expected records of plain objects, lists and strings") from None
-        yield _json_array_item(line, value, text[pos:end])
-        pos = _skip_space(text, end)
-        if text.startswith(",", pos):
-            pos = _skip_space(text, pos + 1)
-        elif pos >= len(text):
-            raise UnreadableInput(f"{path}: the file ends before the array's closing ']' (cut short?)")
-        elif not text.startswith("]", pos):
-            lineno = text.count("\n", 0, pos) + 1
-            raise UnreadableInput(f"{path}: invalid JSON at line {lineno}: expected ',' or ']' after a record")
-    if text[pos + 1:].strip():
-        raise UnreadableInput(f"{path}: extra data after the JSON array")
+        if len(text.text) - text.pos > MAX_RECORD_BYTES:
+            raise UnreadableInput(f"{path}: the record at line {line} is longer than {MAX_RECORD_BYTES >> 20} MiB "
+                                  "(or the array is broken there); expected records of at most that size")
+        text.more()
 
 
 def _json_array_item(line: int, value: Any, raw: str) -> Item:
@@ -240,7 +406,7 @@ def _json_array_item(line: int, value: Any, raw: str) -> Item:
     return line, value, raw, None
 
 
-def _broken_array(path: Path, text: str, error: json.JSONDecodeError) -> str:
+def _broken_array(path: Path, text: str, error: json.JSONDecodeError, lines_before: int = 0) -> str:
     """One line for a JSON array that cannot be read on: its elements have no line of their own to resync on."""
     if error.pos >= len(text):
         return f"{path}: the file ends before the array's closing ']' (cut short?)"
@@ -250,7 +416,7 @@ def _broken_array(path: Path, text: str, error: json.JSONDecodeError) -> str:
         what = "a NUL byte"
     else:
         what = error.msg.removesuffix(" at")  # json says "Invalid control character at"
-    return (f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {what}; the array cannot be read "
+    return (f"{path}: invalid JSON at line {lines_before + error.lineno}, column {error.colno}: {what}; the array cannot be read "
             "past this point (expected a record, then ',' or ']')")
 
 
@@ -262,21 +428,20 @@ def _skip_space(text: str, pos: int) -> int:
 
 # ---------------------------------------------------------------- Parquet
 
-def _parquet_items(path: Path) -> list[Item]:
+def _parquet_items(path: Path) -> Iterator[Item]:
+    """Record by record, one batch of rows in memory at a time."""
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        for batch in batches:
+            try:
+                rows = [(record, None) for record in batch.to_pylist()]
+            except UnicodeDecodeError:  # Parquet string columns are not checked for UTF-8 when written
+                rows = [_parquet_row(batch, i) for i in range(batch.num_rows)]
+            yield from ((None, record, "", error) for record, error in rows)
     except Exception as error:  # pyarrow raises several types for a broken file
         raise UnreadableInput(f"{path}: cannot read Parquet ({error})") from None
-    items = []
-    for batch in table.to_batches(max_chunksize=4096):
-        try:
-            rows = [(record, None) for record in batch.to_pylist()]
-        except UnicodeDecodeError:  # Parquet string columns are not checked for UTF-8 when written
-            rows = [_parquet_row(batch, i) for i in range(batch.num_rows)]
-        items.extend((None, record, "", error) for record, error in rows)
-    return items
 
 
 def _parquet_row(batch, i: int) -> tuple[dict | None, str | None]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from .compare import Agreement, compare
 from .engines.local import score_examples
 from .examples import Example
-from .io import read_dataset
+from .io import CHUNK_RECORDS, read_dataset
 from .writers import atomic_write, sibling
 
 DEFAULT_CHECK = 500
@@ -70,14 +70,14 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
                      proxy_options: dict | None = None, on_check: Callable[[ProxyCheck], None] | None = None,
                      strict: bool = False, shard_size: int = 64, workers: int = 1, rejects: str | Path | None = None,
                      engine: str = "local", ray_address: str | None = None, gpus_per_worker: float = 0.0,
-                     **options):
+                     chunk_size: int = CHUNK_RECORDS, **options):
     """Check that `proxy` (weak) agrees with `model` (strong) on `check` sampled records,
     then score the whole dataset with `proxy`. Raises ValueError when Spearman rho is below
     `min_agreement`. Writes the check beside the scores (`<output stem>.proxy.json`).
     `proxy_options` override `options` for the weak model only (e.g. another template);
     `on_check` is called with the check's figures before the decision (the CLI prints them);
-    `strict`, `shard_size`, `workers`, `rejects` and the engine settings go to the full
-    scoring run (the check's sample is scored here)."""
+    `strict`, `shard_size`, `workers`, `rejects`, `chunk_size` and the engine settings go to the
+    full scoring run (the check's sample is scored here)."""
     from .api import build_scorers, score
     from .engines import check_engine
 
@@ -106,7 +106,7 @@ def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy:
             f"score with {model!r} instead, or choose another proxy")
     return score(data, output, scorers=names, fmt=fmt, strict=strict, progress=progress, shard_size=shard_size,
                  workers=workers, rejects=rejects, engine=engine, ray_address=ray_address,
-                 gpus_per_worker=gpus_per_worker, **weak_options), result
+                 gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, **weak_options), result
 
 
 def _scorer_of(scorers: list, column: str):

@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .embeddings import embeddings_path, load_embeddings
-from .io import read_dataset
-from .writers import atomic_write, output_lock, remove_stale_temps
-from .provenance import align, verify_run
+from .examples import Example, to_example
+from .io import KINDS, Source, raw_texts
+from .writers import parquet_rows, atomic_write, file_sha256, output_lock, remove_stale_temps
+from .provenance import HASH, DataMismatch, verify_run
 
 N_EXAMPLES = 5  # best and worst records shown
 MAX_CHARS = 1200  # text shown per field; the rest is cut with a note
@@ -42,10 +43,11 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 
 def build_report(run_dir: str | Path, output: str | Path | None = None, *, manifest: dict | None = None,
-                 examples: int = N_EXAMPLES) -> Path:
+                 examples: int = N_EXAMPLES, table: pa.Table | None = None) -> Path:
     """Write `report.html` (or `output`) for the run in `run_dir`, showing the `examples`
     best and worst records; returns its path. Without `manifest` (the one a run is about to
-    write), the folder must be whole: its manifest vouches for the files it reads."""
+    write), the folder must be whole: its manifest vouches for the files it reads. `table`:
+    the scores a run has just written, so they are not read back (with `manifest` only)."""
     run_dir = Path(run_dir)
     scores_path = run_dir / "scores.parquet"
     if not scores_path.is_file():
@@ -55,13 +57,16 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, manif
         if manifest is None:
             manifest = verify_run(run_dir)
             remove_stale_temps(path.parent, path.name)
-        table = pq.read_table(scores_path)
-        texts, note = _dataset_texts(manifest, table, scores_path)
-        atomic_write(path, _page_for(run_dir, manifest, table, texts, [note] if note else [], examples))
+        table = pq.read_table(scores_path) if table is None or manifest is None else table
+        by, ascending = _ranking(manifest, table)
+        best, worst = _best_and_worst(table, by, ascending, examples)
+        texts, note = _dataset_texts(manifest, table, scores_path, sorted(set(best + worst)))
+        atomic_write(path, _page_for(run_dir, manifest, table, texts, [note] if note else [], (best, worst)))
     return path
 
 
-def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes: list[str], examples: int) -> str:
+def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes: list[str],
+              shown: tuple[list[int], list[int]]) -> str:
     by, ascending = _ranking(manifest, table)
     notes = notes + collapse_warnings(table)
     body = [
@@ -74,7 +79,7 @@ def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes
         "<h2>Embedding space</h2>", _figure_html(_embedding_map(table, embeddings_path(run_dir / "scores.parquet")),
                                                  "no embeddings were made in this run (a kNN scorer or a diversity "
                                                  "strategy makes them)."),
-        f"<h2>Best and worst by {_e(by)}</h2>", _examples_html(table, texts, by, ascending, examples),
+        f"<h2>Best and worst by {_e(by)}</h2>", _examples_html(table, texts, by, ascending, shown),
         "<h2>Manifest</h2>", f'<pre class="manifest">{_e(json.dumps(manifest, indent=2))}</pre>',
     ]
     return _page(f"sftpick report: {run_dir.name}", "\n".join(body), run_id=manifest.get("run_id"))
@@ -82,23 +87,51 @@ def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes
 
 # ---------------------------------------------------------------- inputs
 
-def _dataset_texts(manifest: dict, table: pa.Table, scores_path: Path) -> tuple[dict[int, tuple[str, str]], str | None]:
-    """Table row -> (context, response), read from the input file the manifest names. A file
-    that changed since the run is matched to the scores by content; one that holds other
-    records is refused (DataMismatch), never shown beside scores that are not its own."""
+def _dataset_texts(manifest: dict, table: pa.Table, scores_path: Path,
+                   shown: list[int]) -> tuple[dict[int, tuple[str, str]], str | None]:
+    """Table row -> (context, response) for the `shown` table positions only, read as a stream
+    from the input file the manifest names. The file as scored (same sha256) is read by row; a
+    file that changed since the run is searched by content, with a note; one that lacks a shown
+    record is refused (DataMismatch), never shown beside scores that are not its own."""
     path = manifest.get("input", {}).get("path")
     if not path:
         return {}, "the manifest names no input file, so record texts are not shown."
     if not Path(path).is_file():
         return {}, f"record texts are not shown: the input file {path} is gone."
-    dataset = read_dataset(path, manifest["input"].get("format"))
-    aligned, note = align(table, dataset, str(scores_path))
-    by_row = {e.row: e for e in dataset.examples}
-    texts = {}
-    for scored_row, data_row in zip(table.column("row").to_pylist(), aligned.column("row").to_pylist()):
-        example = by_row[data_row]
-        texts[scored_row] = ("\n\n".join(m["content"] for m in example.context), example.response)
+    rows = table.column("row").take(pa.array(shown, type=pa.int64())).to_pylist()
+    hashes = (table.column(HASH).take(pa.array(shown, type=pa.int64())).to_pylist() if HASH in table.column_names
+              else [None] * len(rows))
+    if file_sha256(path) == manifest["input"].get("sha256"):  # the file as scored: read only the shown rows
+        fmt = manifest["input"].get("format")
+        return {row: _texts(example) for row, example in _examples_at(Path(path), fmt, rows).items()}, None
+    by_hash = {}
+    wanted = set(hashes)
+    for chunk in Source(path, manifest["input"].get("format")).chunks():
+        for example in chunk.examples:
+            if example.content_hash in wanted:
+                by_hash.setdefault(example.content_hash, example)
+    texts, moved = {}, False
+    for row, content in zip(rows, hashes):
+        if content not in by_hash:
+            raise DataMismatch(f"{path} is not the file {scores_path} were computed from: the scored record at "
+                               f"row {row} is not in it")
+        texts[row], moved = _texts(by_hash[content]), moved or by_hash[content].row != row
+    note = f"{path} differs from the scored file; its records were matched to the scores by content" if moved else None
     return texts, note
+
+
+def _examples_at(path: Path, fmt: str | None, rows: list[int]) -> dict[int, Example]:
+    """The examples at `rows` of an input file, parsing only those records."""
+    kind = KINDS[path.suffix.lower()]
+    if kind == "parquet":
+        table = parquet_rows(path, np.array(rows, dtype=np.int64))
+        return {row: to_example(record, row, fmt) for row, record in zip(rows, table.to_pylist())}
+    texts = raw_texts(path, kind, np.array(rows, dtype=np.int64))
+    return {row: to_example(json.loads(text), row, fmt) for row, text in texts.items()}
+
+
+def _texts(example: Example) -> tuple[str, str]:
+    return "\n\n".join(m["content"] for m in example.context), example.response
 
 
 def _ranking(manifest: dict, table: pa.Table) -> tuple[str, bool]:
@@ -208,7 +241,7 @@ def _scatter(table: pa.Table, by: str):
     x_name = "n_response_tokens" if "n_response_tokens" in table.column_names else "row"
     x = table.column(x_name).to_numpy(zero_copy_only=False)
     y = table.column(by).to_numpy(zero_copy_only=False)
-    ids = [str(i) for i in table.column("id").to_pylist()] if "id" in table.column_names else None
+    has_ids = "id" in table.column_names
     chosen = _selected(table)
     shown = _thin(~chosen, MAX_POINTS)
     scatter = go.Scattergl if table.num_rows > WEBGL_FROM else go.Scatter  # SVG is slow for many points
@@ -216,7 +249,8 @@ def _scatter(table: pa.Table, by: str):
     for label, mask, color in (("not selected", shown, "#9aa5b1"), ("selected", chosen, "#d9480f")):
         fig.add_trace(scatter(x=x[mask], y=y[mask], mode="markers", name=label, marker_color=color,
                                    marker_size=5, opacity=0.7,
-                                   text=[ids[i] for i in np.flatnonzero(mask)] if ids else None,
+                                   text=[str(i) for i in table.column("id").take(pa.array(np.flatnonzero(mask)))
+                                         .to_pylist()] if has_ids else None,
                                    hovertemplate="id %{text}<br>" + x_name + " %{x}<br>" + by + " %{y:.4g}"))
     title = f"not selected: a random {shown.sum()} of {(~chosen).sum()} shown" if shown.sum() < (~chosen).sum() else None
     fig.update_layout(xaxis_title=x_name, yaxis_title=by, height=420, title=title,
@@ -262,18 +296,25 @@ def _thin(mask: np.ndarray, limit: int) -> np.ndarray:
     return kept
 
 
-def _examples_html(table: pa.Table, texts: dict, by: str, ascending: bool, n: int) -> str:
-    """Best: the top of the ranking among the selected (or all rows when nothing was
-    selected); worst: the bottom of the ranking among all scored rows."""
+def _best_and_worst(table: pa.Table, by: str, ascending: bool, n: int) -> tuple[list[int], list[int]]:
+    """Table positions of the best: the top of the ranking among the selected (or all rows
+    when nothing was selected); and of the worst: the bottom of the ranking among all rows."""
     score = table.column(by).to_numpy(zero_copy_only=False).astype(float)
     key = score if ascending else -score
-    order = [i for i in np.argsort(key, kind="stable") if np.isfinite(score[i])]
+    order = np.argsort(key, kind="stable")
+    order = order[np.isfinite(score[order])]
+    best = order[_selected(table)[order]]
+    best = best if len(best) else order
+    return best[:n].tolist(), order[::-1][:n].tolist()
+
+
+def _examples_html(table: pa.Table, texts: dict, by: str, ascending: bool,
+                   shown: tuple[list[int], list[int]]) -> str:
+    best, worst = shown
     chosen = _selected(table)
-    best = [i for i in order if chosen[i]] or order
-    parts = [f"<h3>Best {min(n, len(best))} ({'lowest' if ascending else 'highest'} {_e(by)}"
+    parts = [f"<h3>Best {len(best)} ({'lowest' if ascending else 'highest'} {_e(by)}"
              f"{' among the selected' if chosen.any() else ''})</h3>"]
-    parts += [_card(table, texts, i, by) for i in best[:n]]
-    worst = order[::-1][:n]
+    parts += [_card(table, texts, i, by) for i in best]
     parts += [f"<h3>Worst {len(worst)} ({'highest' if ascending else 'lowest'} {_e(by)})</h3>"]
     parts += [_card(table, texts, i, by) for i in worst]
     return "\n".join(parts)

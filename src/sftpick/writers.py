@@ -13,21 +13,29 @@ from typing import Iterable
 
 import numpy as np
 
-from .io import Dataset, Reject
+from .io import Dataset, Reject, raw_texts
 
 TMP_SUFFIX = ".tmp"  # every temporary output file ends so, and starts with "."
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it. The file gets the
-    mode a plain `open` would (the user's umask), not the temporary file's 0600."""
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    with atomic_writer(path) as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+
+
+@contextmanager
+def atomic_writer(path: str | Path):
+    """A binary handle on a temporary file beside `path`, renamed over it (after an fsync)
+    when the block ends without an error, removed otherwise. The file gets the mode a plain
+    `open` would (the user's umask), not the temporary file's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -117,22 +125,42 @@ ORDERS = ("input", "pick")
 
 
 def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path, *, order: str = "input") -> None:
-    """Write the chosen records in the input's own format, in input order or (`order="pick"`)
-    in the order given: the order a strategy picked them, best first."""
+    """Write the chosen records in the input's own format (JSON/JSONL records byte for byte as
+    they came), in input order or (`order="pick"`) in the order given: the order a strategy
+    picked them, best first. The input is read again as a stream and only the chosen records
+    are kept in memory."""
     if order not in ORDERS:
         raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
     rows = np.asarray(list(rows), dtype=np.int64)
     rows = np.sort(rows) if order == "input" else rows
     if dataset.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        write_parquet(pq.read_table(dataset.path).take(rows), path)
+        write_parquet(parquet_rows(dataset.path, rows), path)
         return
-    texts = [dataset.raw[row] for row in rows]
-    if dataset.kind == "jsonl":
-        atomic_write(path, "".join(text + "\n" for text in texts))
-    else:
-        atomic_write(path, "[\n" + ",\n".join(texts) + "\n]\n" if texts else "[]\n")
+    texts = raw_texts(dataset.path, dataset.kind, rows)
+    with atomic_writer(path) as out:
+        if dataset.kind == "jsonl":
+            for row in rows:
+                out.write(texts[int(row)].encode() + b"\n")
+        else:
+            out.write(b"[\n" + ",\n".join(texts[int(row)] for row in rows).encode() + b"\n]\n" if len(rows) else b"[]\n")
+
+
+def parquet_rows(path: Path, rows: np.ndarray):
+    """The table of `rows` (in that order), read row group by row group."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    wanted = np.sort(rows)
+    parts, start = [], 0
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        inside = wanted[(wanted >= start) & (wanted < start + size)]
+        if len(inside):
+            parts.append(parquet.read_row_group(group).take(pa.array(inside - start)))
+        start += size
+    table = pa.concat_tables(parts) if parts else parquet.schema_arrow.empty_table()
+    return table.take(pa.array(np.searchsorted(wanted, rows))) if len(rows) else table
 
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:

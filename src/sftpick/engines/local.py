@@ -1,17 +1,24 @@
-"""Run scorers over examples in this process: examples are sorted by cost (tokens) so that
-batches hold similar lengths, cut into shards, and each finished shard is saved before the
-next starts, so a killed run resumes where it stopped. Duplicated content is scored once."""
+"""Run scorers over a stream of examples in this process, chunk by chunk: memory holds one
+chunk of Examples, the columnar scores and a compact index of content digests, never the whole
+input. Within a chunk, records are sorted by cost (tokens) so that batches hold similar
+lengths, then cut into shards; finished shards go to each scorer's resume cache as they
+finish, so a killed run resumes where it stopped. Content seen earlier in the input (anywhere,
+not only in its chunk) is scored once and shares its scores. Whole-dataset scorers (kNN) run
+once at the end over every distinct example, which is then kept for them."""
 from __future__ import annotations
 
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
+import pyarrow as pa
 
-from ..cache import Journal, ShardStore, content_digest
+from ..cache import DigestIndex, Journal, ShardStore, content_digest, digests
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
@@ -21,74 +28,238 @@ _PIECE_BATCHES = 2  # scorer batches per progress step: a few seconds of a model
 LOG_SECONDS = 10.0  # between progress lines when stderr is not a terminal
 
 
+@dataclass
+class Scored:
+    table: pa.Table  # row, id, content_hash and every scorer's columns, for the records no scorer rejected
+    rejects: list[Reject]  # the records a scorer rejected, in input order
+    timings: dict
+    unique: list[Example] = field(default_factory=list)  # every distinct example, when a whole-dataset scorer ran
+
+
 def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir: Path | None,
                    source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1,
                    engine: Engine | None = None) -> tuple[dict[str, np.ndarray], list[Reject], dict]:
-    """Score every example with every scorer. Returns the columns for the examples that no
-    scorer rejected (with `row` and `id`), the rejects, and per-scorer timings. The `engine`
-    (engines/__init__.py; default: local with `workers`) decides where shards are scored."""
-    engine = engine or LocalEngine(workers)
-    columns: dict[str, np.ndarray] = {}
-    rejected: dict[int, tuple[str, str]] = {}  # index into examples -> (scorer, reason)
-    timings = {}
-    for scorer in scorers:
-        started = time.perf_counter()
-        scorer.setup()
-        values, reasons, fresh = _run_one(examples, scorer, cache_dir, shard_size, progress, engine)
-        columns.update(values)
-        for index, reason in reasons.items():
-            rejected.setdefault(index, (scorer.name, reason))
-        timings[scorer.name] = {"seconds": round(time.perf_counter() - started, 3),
-                                "scored_now": fresh, "from_cache": len(examples) - fresh,
-                                **(getattr(scorer, "stats_", None) or {})}
-    keep = np.array([i for i in range(len(examples)) if i not in rejected], dtype=np.int64)
-    table = {"row": np.array([examples[i].row for i in keep], dtype=np.int64),
-             "id": np.array([examples[i].id for i in keep], dtype=object),
-             "content_hash": np.array([examples[i].content_hash for i in keep], dtype=object)}
-    table.update({name: values[keep] for name, values in columns.items()})
-    rejects = [Reject(source, examples[i].row, examples[i].line, stage, reason, examples[i].record)
-               for i, (stage, reason) in sorted(rejected.items())]
-    return table, rejects, timings
+    """Score a list of examples held in memory: the columns for the examples that no scorer
+    rejected (with `row` and `id`), the rejects, and per-scorer timings."""
+    scored = score_stream([examples], scorers, cache_dir=cache_dir, source=source, shard_size=shard_size,
+                          progress=progress, workers=workers, engine=engine, total=len(examples))
+    columns = {name: scored.table.column(name).to_numpy(zero_copy_only=False) for name in scored.table.column_names}
+    return columns, scored.rejects, scored.timings
 
 
-def _run_one(examples: list[Example], scorer: Scorer, cache_dir: Path | None, shard_size: int,
-             progress: bool, engine: Engine) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
-    unique: dict[str, Example] = {}
-    for example in examples:
-        unique.setdefault(example.content_hash, example)
-    # A whole-dataset scorer (e.g. kNN) gets every distinct example in one call; its
-    # scores depend on all of them, so the cache key includes their content.
-    whole = getattr(scorer, "whole_dataset", False)
-    config = {**scorer.config(), "examples": content_digest(unique)} if whole else scorer.config()
-    store = ShardStore(cache_dir, scorer.name, config) if cache_dir else None
-    if store and getattr(scorer, "keeps_journal", False):  # saves each record as it finishes (judge)
-        scorer.open_journal(Journal(store.dir / "journal.jsonl"))
-    done = store.load() if store else {}
-    pending = [e for key, e in unique.items() if key not in done]
-    shard_size = max(len(pending), 1) if whole else shard_size
-    costs = np.ones(len(pending))
-    if pending and hasattr(scorer, "cost"):
-        costs = scorer.cost(pending)
-        order = np.argsort(costs, kind="stable")
-        pending, costs = [pending[i] for i in order], costs[order]
-    shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
-    with _progress_bar(progress, scorer.name, len(pending)) as advance:
-        for span, result in _scored_shards(scorer, pending, costs, shards, engine, advance, in_pieces=not whole):
-            keys = [pending[i].content_hash for i in span]
+def score_stream(chunks: Iterable[list[Example]], scorers: list[Scorer], *, cache_dir: Path | None,
+                 source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1,
+                 engine: Engine | None = None, total: int | None = None) -> Scored:
+    """Score every example of every chunk with every scorer (`total`: the records expected,
+    for progress). The `engine` (engines/__init__.py; default: local with `workers`) decides
+    where shards are scored: in this process, worker processes or a Ray actor pool."""
+    run = _Run(scorers, cache_dir, shard_size, engine or LocalEngine(workers))
+    with ExitStack() as stack:
+        advance = stack.enter_context(_progress_bars(progress, [s.name for s in scorers], total))
+        stack.callback(run.flush)  # a failed run keeps every finished shard
+        for chunk in chunks:
+            run.add_chunk(chunk, advance)
+        run.finish(advance)
+    return run.result(source)
+
+
+class _Run:
+    """The state of one streaming run: the digest index (content -> distinct position), each
+    scorer's columns per distinct example, and per input row its row, line, id, content hash
+    and distinct position."""
+
+    def __init__(self, scorers: list[Scorer], cache_dir: Path | None, shard_size: int, engine: Engine):
+        self.scorers, self.cache_dir, self.shard_size, self.engine = scorers, cache_dir, shard_size, engine
+        self.whole = [s for s in scorers if getattr(s, "whole_dataset", False)]
+        self.seen = DigestIndex()
+        self.values: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in scorers}
+        self.rows: list[dict] = []  # per chunk: row, line, id, content_hash, position
+        self.unique: list[Example] = []  # kept only for whole-dataset scorers
+        self.records: dict[int, dict] = {}  # row -> record, for the rows a per-batch scorer rejected
+        self.rejected: dict[int, tuple[str, str]] = {}  # distinct position -> (first scorer to reject it, reason)
+        self.stats = {s.name: {"seconds": 0.0, "scored_now": 0} for s in scorers}
+        self.stores: dict[str, tuple[ShardStore | None, DigestIndex, pa.Table | None]] = {}
+        for scorer in scorers:
+            started = time.perf_counter()
+            scorer.setup()
+            if not getattr(scorer, "whole_dataset", False):
+                self.stores[scorer.name] = self._open_store(scorer, scorer.config())
+            self.stats[scorer.name]["seconds"] += time.perf_counter() - started
+
+    def _open_store(self, scorer: Scorer, config: dict):
+        if not self.cache_dir:
+            return None, DigestIndex(), None
+        store = ShardStore(self.cache_dir, scorer.name, config)
+        if getattr(scorer, "keeps_journal", False):  # saves each record as it finishes (judge)
+            scorer.open_journal(Journal(store.dir / "journal.jsonl"))
+        return (store, *store.load())
+
+    def add_chunk(self, examples: list[Example], advance: dict) -> None:
+        hashes = [e.content_hash for e in examples]
+        keys = digests(hashes)
+        offset = len(self.seen)  # distinct examples before this chunk
+        positions, new = self._positions(keys)
+        fresh = [examples[i] for i in new]
+        self.rows.append({"row": np.array([e.row for e in examples], dtype=np.int64),
+                          "line": np.array([-1 if e.line is None else e.line for e in examples], dtype=np.int64),
+                          "id": pa.array([e.id for e in examples], type=pa.string()),
+                          "content_hash": pa.array(hashes, type=pa.string()), "position": positions})
+        if self.whole:
+            self.unique += fresh
+        for scorer in self.scorers:
+            if getattr(scorer, "whole_dataset", False):
+                continue
+            started = time.perf_counter()
+            advance[scorer.name](len(examples) - len(fresh))  # duplicates of earlier records
+            values, scored = self._score(scorer, fresh, keys[new], self.stores[scorer.name],
+                                         self.shard_size, advance[scorer.name])
+            if self.stores[scorer.name][0]:
+                self.stores[scorer.name][0].flush()  # one part per chunk and scorer: a resumed run skips it
+            _note_rejects(self.rejected, offset, scorer.name, values.pop(REJECT))
+            self.values[scorer.name].append(values)
+            self.stats[scorer.name]["seconds"] += time.perf_counter() - started
+            self.stats[scorer.name]["scored_now"] += scored
+        if self.rejected:
+            for i in np.flatnonzero(np.isin(positions, np.fromiter(self.rejected, dtype=np.int64))):
+                self.records[examples[i].row] = examples[i].record
+
+    def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's distinct position (new content gets the next ones, in input order) and the
+        indices of the chunk's examples that are the first of their content."""
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        known = self.seen.find(distinct)
+        new_distinct = np.flatnonzero(known < 0)
+        new_distinct = new_distinct[np.argsort(first[new_distinct], kind="stable")]
+        known[new_distinct] = len(self.seen) + np.arange(len(new_distinct))
+        self.seen.add(distinct[new_distinct], known[new_distinct])
+        return known[inverse.ravel()], first[new_distinct]
+
+    def _score(self, scorer: Scorer, examples: list[Example], keys: np.ndarray, store_state, shard_size: int,
+               advance, *, in_pieces: bool = True) -> tuple[dict[str, np.ndarray], int]:
+        """The scorer's columns (and REJECT) for `examples`, from its cache where done, else
+        scored in shards sorted by cost and saved as they finish; and how many were scored now."""
+        store, index, cached = store_state
+        found = index.find(keys)
+        hit = np.flatnonzero(found >= 0)
+        parts = [(hit, {name: cached.column(name).take(pa.array(found[hit])).to_numpy(zero_copy_only=False)
+                        for name in cached.column_names if name != "content_hash"})] if len(hit) else []
+        advance(len(hit))
+        todo = np.flatnonzero(found < 0)
+        pending = [examples[i] for i in todo]
+        costs = np.ones(len(pending))
+        if pending and hasattr(scorer, "cost"):
+            costs = scorer.cost(pending)
+            order = np.argsort(costs, kind="stable")
+            pending, costs, todo = [pending[i] for i in order], costs[order], todo[order]
+        if self.engine.name == "local" and not (getattr(scorer, "runs_a_model", False)
+                                                 or getattr(scorer, "keeps_journal", False)):
+            shard_size = 0  # cheap scorers (len, mtld): the chunk is one shard, in pieces; big batches run faster
+        shard_size = shard_size or max(len(pending), 1)
+        shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
+        for span, result in _scored_shards(scorer, pending, costs, shards, self.engine if in_pieces else None, advance,
+                                           in_pieces=in_pieces):
             if store:
-                store.save(keys, result)
-            for i, key in enumerate(keys):
-                done[key] = {name: values[i] for name, values in result.items()}
-    return _gather(examples, done, scorer.columns), _reasons(examples, done), len(pending)
+                store.save([pending[i].content_hash for i in span], result)
+            parts.append((todo[span.start: span.stop], result))
+        return _assemble(parts, len(examples), scorer.columns), len(pending)
+
+    def finish(self, advance: dict) -> None:
+        """Whole-dataset scorers, over every distinct example."""
+        for scorer in self.whole:
+            started = time.perf_counter()
+            hashes = [e.content_hash for e in self.unique]
+            config = {**scorer.config(), "examples": content_digest(hashes)}  # its scores depend on all of them
+            self.stores[scorer.name] = self._open_store(scorer, config)
+            values, scored = self._score(scorer, self.unique, digests(hashes), self.stores[scorer.name],
+                                         0, advance[scorer.name], in_pieces=False)
+            advance[scorer.name](sum(len(r["row"]) for r in self.rows) - len(self.unique))
+            _note_rejects(self.rejected, 0, scorer.name, values.pop(REJECT))
+            self.values[scorer.name] = [values]
+            self.stats[scorer.name]["seconds"] += time.perf_counter() - started
+            self.stats[scorer.name]["scored_now"] += scored
+
+    def flush(self) -> None:
+        for store, _, _ in self.stores.values():
+            if store:
+                store.flush()
+
+    def result(self, source: str) -> Scored:
+        rows = {name: np.concatenate([r[name] for r in self.rows]) if self.rows else np.empty(0, np.int64)
+                for name in ("row", "line", "position")}
+        rejected = np.zeros(len(self.seen), dtype=bool)
+        rejected[np.fromiter(self.rejected, dtype=np.int64, count=len(self.rejected))] = True
+        keep = ~rejected[rows["position"]] if len(rows["position"]) else np.zeros(0, bool)
+        where = pa.array(np.flatnonzero(keep))
+        table = {"row": rows["row"][keep],
+                 "id": pa.chunked_array([r["id"] for r in self.rows], type=pa.string()).take(where),
+                 "content_hash": pa.chunked_array([r["content_hash"] for r in self.rows], type=pa.string()).take(where)}
+        for scorer in self.scorers:
+            parts = self.values[scorer.name]
+            for name in scorer.columns:
+                values = np.concatenate([p[name] for p in parts]) if parts else np.empty(0)
+                table[name] = values[rows["position"][keep]]
+        rejects = [self._reject(source, int(row), int(line), int(position))
+                   for row, line, position in zip(rows["row"][~keep], rows["line"][~keep], rows["position"][~keep])]
+        n = len(rows["row"])
+        timings = {s.name: {"seconds": round(self.stats[s.name]["seconds"], 3),
+                            "scored_now": self.stats[s.name]["scored_now"],
+                            "from_cache": n - self.stats[s.name]["scored_now"],
+                            **(getattr(s, "stats_", None) or {})} for s in self.scorers}
+        return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), rejects, timings,
+                      self.unique)
+
+    def _reject(self, source: str, row: int, line: int, position: int) -> Reject:
+        """A rejected row's record was kept when its chunk was scored; one rejected only by a
+        whole-dataset scorer shows its content's first record (the same content)."""
+        stage, reason = self.rejected[position]
+        record = self.records[row] if row in self.records else self.unique[position].record
+        return Reject(source, row, None if line < 0 else line, stage, reason, record)
 
 
-def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range], engine: Engine,
-                   advance, *, in_pieces: bool):
+def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
+    """Record `name` as the rejecting scorer of each example it rejected (`reasons`, per distinct
+    example from `offset` on) that no earlier scorer did."""
+    for i in np.flatnonzero(_present(reasons)):
+        rejected.setdefault(offset + int(i), (name, reasons[i]))
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    """True where an object array holds something other than None."""
+    return np.not_equal(values, None) if values.dtype == object else np.zeros(len(values), dtype=bool)
+
+
+def _assemble(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], n: int,
+              names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Columns for `n` examples from parts that each cover some of them (positions, columns);
+    REJECT is None where a part has none."""
+    out = {}
+    positions = np.concatenate([p for p, _ in parts]) if parts else np.empty(0, np.int64)
+    for name in (*names, REJECT):
+        pieces = [values.get(name, np.full(len(p), None, dtype=object)) for p, values in parts]
+        if not pieces:
+            out[name] = np.full(n, None, dtype=object) if name == REJECT else np.empty(0)
+            continue
+        values = np.concatenate([np.asarray(v) for v in pieces])
+        column = np.empty(n, dtype=values.dtype)
+        column[positions] = values
+        out[name] = column
+    return out
+
+
+def _arrow(values) -> pa.Array:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    return pa.array(list(values) if values.dtype == object else values)
+
+
+def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range],
+                   engine: Engine | None, advance, *, in_pieces: bool):
     """(shard, scores) for every shard. In this process a shard is scored `in_pieces` of about
     `_PIECE_BATCHES` of the scorer's batches (or of `piece_cost_`, when the scorer sets it: the
     judge takes a few waves of concurrent requests), so progress moves every few seconds, not
-    once a shard; the engine's workers report whole shards."""
-    if not engine.distributes(scorer, len(shards)):
+    once a shard; the engine's workers report whole shards. Without an engine (a whole-dataset
+    scorer), or when the engine keeps this scorer here, shards are scored in this process."""
+    if engine is None or not engine.distributes(scorer, len(shards)):
         budget = getattr(scorer, "piece_cost_", None) or _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
         for shard in shards:
             results = []
@@ -117,53 +288,55 @@ def _pieces(shard: range, costs: np.ndarray, token_budget: int | None) -> list[r
     return pieces + [range(start, shard.stop)]
 
 
-def _gather(examples: list[Example], done: dict[str, dict], names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    return {name: np.array([done[e.content_hash][name] for e in examples]) for name in names}
-
-
-def _reasons(examples: list[Example], done: dict[str, dict]) -> dict[int, str]:
-    return {i: done[e.content_hash][REJECT] for i, e in enumerate(examples)
-            if done[e.content_hash].get(REJECT)}
-
-
-def _progress_bar(enabled: bool, name: str, total: int):
-    if not (enabled and total):
-        return nullcontext(lambda n: None)
-    return _RecordsProgress(name, total) if sys.stderr.isatty() else _ProgressLog(name, total)
+@contextmanager
+def _progress_bars(enabled: bool, names: list[str], total: int | None):
+    """scorer name -> `advance(n)`: one bar per scorer on a terminal, plain lines in a log."""
+    if not enabled or total == 0:
+        yield {name: lambda n: None for name in names}
+    elif sys.stderr.isatty():
+        with _RecordsProgress(names, total) as advance:
+            yield advance
+    else:
+        with ExitStack() as stack:
+            yield {name: stack.enter_context(_ProgressLog(name, total)) for name in names}
 
 
 class _RecordsProgress:
-    """A rich progress bar with records/s and an ETA; entering it gives the `advance(n)` callback."""
+    """Rich progress bars with records/s and an ETA (none while the total is unknown)."""
 
-    def __init__(self, name: str, total: int):
+    def __init__(self, names: list[str], total: int | None):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
         self.progress = Progress(
-            TextColumn(f"scoring [bold]{name}[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("scoring [bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]} records/s"), TimeElapsedColumn(), TimeRemainingColumn())
-        self.task = self.progress.add_task(name, total=total, rate="-")
-        self.count = 0
+        self.tasks = {name: self.progress.add_task(name, total=total, rate="-") for name in names}
+        self.counts = dict.fromkeys(names, 0)
 
-    def __enter__(self):
+    def __enter__(self) -> dict:
         self.started = time.perf_counter()
         self.progress.start()
-        return self.advance
+        return {name: (lambda n, name=name: self.advance(name, n)) for name in self.tasks}
 
-    def advance(self, n: int) -> None:
-        self.count += n
-        rate = self.count / max(time.perf_counter() - self.started, 1e-9)
-        self.progress.update(self.task, advance=n, rate=f"{rate:.1f}")
+    def advance(self, name: str, n: int) -> None:
+        self.counts[name] += n
+        rate = self.counts[name] / max(time.perf_counter() - self.started, 1e-9)
+        self.progress.update(self.tasks[name], advance=n, rate=f"{rate:.1f}")
 
     def __exit__(self, *exc) -> None:
+        for name, task in self.tasks.items():
+            self.progress.update(task, total=self.counts[name])
         self.progress.stop()
 
 
 class _ProgressLog:
     """Progress for a log file (stderr is not a terminal): a plain line every `LOG_SECONDS`
-    (SFTPICK_LOG_SECONDS overrides) with records done, records/s and the ETA, and one at the end."""
+    (SFTPICK_LOG_SECONDS overrides) with records done, records/s and the ETA, and one at the
+    end. `total` is what the input was expected to hold (None: unknown); the last line
+    counts what was scored."""
 
-    def __init__(self, name: str, total: int):
+    def __init__(self, name: str, total: int | None):
         self.name, self.total, self.count = name, total, 0
         self.every = float(os.environ.get("SFTPICK_LOG_SECONDS", LOG_SECONDS))
 
@@ -173,18 +346,22 @@ class _ProgressLog:
 
     def advance(self, n: int) -> None:
         self.count += n
-        if time.perf_counter() - self.logged >= self.every:
+        if n and time.perf_counter() - self.logged >= self.every:
             self._log()
 
     def _log(self) -> None:
         self.logged = time.perf_counter()
         rate = self.count / max(self.logged - self.started, 1e-9)
-        eta = (self.total - self.count) / rate if rate > 0 else float("inf")
+        if not self.total:
+            print(f"scoring {self.name}: {self.count} records, {rate:.1f} records/s", file=sys.stderr, flush=True)
+            return
+        eta = max(self.total - self.count, 0) / rate if rate > 0 else float("inf")
         print(f"scoring {self.name}: {self.count}/{self.total} records ({self.count / self.total:.1%}), "
               f"{rate:.1f} records/s, ETA {_duration(eta)}", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
+            self.total = self.count
             self._log()
 
 

@@ -171,27 +171,25 @@ def _say(message: str) -> None:
     Console(stderr=True).print(message, highlight=False)
 
 
-def save_table_embeddings(scorers: list, examples: list[Example], rows: np.ndarray, path: Path) -> bool:
-    """Write the kNN scorer's vectors for the scored `rows` (duplicates share one vector) to
-    `path`, for the diversity selectors. Re-embeds only when the kNN scores came from the
-    cache and `path` does not already hold this data's vectors. False when no kNN scorer ran."""
+def save_table_embeddings(scorers: list, unique: list[Example], table, path: Path) -> bool:
+    """Write the kNN scorer's vectors for the rows of the score `table` (duplicates share one
+    vector) to `path`, for the diversity selectors. Re-embeds the distinct examples (`unique`)
+    only when the kNN scores came from the cache and `path` does not already hold this data's
+    vectors. False when no kNN scorer ran."""
     from ..embeddings import load_embeddings, save_embeddings
 
     knn = next((s for s in scorers if isinstance(s, KnnScorer)), None)
     if knn is None:
         return False
-    hash_of = {e.row: e.content_hash for e in examples}
-    meta = {"model": knn.embedder, "text": knn.embed_text, "normalized": True,
-            "content_digest": content_digest([hash_of[r] for r in rows])}
+    rows, hashes = table.column("row").to_numpy(), table.column("content_hash").to_pylist()
+    meta = {"model": knn.embedder, "text": knn.embed_text, "normalized": True, "content_digest": content_digest(hashes)}
     if knn.embeddings_ is None:
         if path.exists() and load_embeddings(path)[2] == meta:
             return True
-        wanted, unique = set(rows.tolist()), {}
-        for example in examples:
-            if example.row in wanted:
-                unique.setdefault(example.content_hash, example)
-        knn.embeddings_ = (list(unique), knn.embed(list(unique.values())))
+        wanted = set(hashes)
+        chosen = [e for e in unique if e.content_hash in wanted]
+        knn.embeddings_ = ([e.content_hash for e in chosen], knn.embed(chosen))
     keys, vectors = knn.embeddings_
     position = {key: i for i, key in enumerate(keys)}
-    save_embeddings(path, rows, vectors[[position[hash_of[r]] for r in rows]], meta)
+    save_embeddings(path, rows, vectors[[position[h] for h in hashes]], meta)
     return True

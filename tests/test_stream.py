@@ -1,0 +1,167 @@
+"""The streaming local engine: inputs read in chunks and blocks give the same records and tables
+as whole reads, one bad line is one reject with its line, content repeated across chunks is
+scored once, and a `run` killed with SIGKILL resumes from the parts it finished."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import sftpick
+from sftpick import io
+from sftpick.io import Source, read_dataset
+from sftpick.writers import write_subset
+
+
+def varied_records(real_records_path, n: int) -> list[dict]:
+    """`n` real records, each made distinct by a tag, some with non-ASCII text."""
+    pool = json.loads(real_records_path.read_text())
+    return [{**pool[i % len(pool)], "instruction": f"{pool[i % len(pool)]['instruction']} (#{i}, café ✓)"}
+            for i in range(n)]
+
+
+def write_jsonl(path, records) -> bytes:
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    path.write_bytes(data)
+    return data
+
+
+def summary(dataset):
+    return ([(e.row, e.line, e.id, e.content_hash) for e in dataset.examples],
+            [(r.row, r.line, r.reason, r.record) for r in dataset.rejects], dataset.n_records, dataset.sha256)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json"])
+def test_tiny_blocks_read_the_same_records_as_one_block(tmp_path, real_records_path, monkeypatch, kind):
+    records = varied_records(real_records_path, 60)
+    path = tmp_path / f"d.{kind}"
+    if kind == "jsonl":
+        data = write_jsonl(path, records)
+        data = data.replace(b"(#7,", b"(#7\xff,")  # one byte that is not UTF-8
+    else:
+        data = json.dumps(records, indent=2, ensure_ascii=False).encode().replace(b"(#7,", b"(#7\xff,")
+    path.write_bytes(data)
+    whole = read_dataset(path)
+    monkeypatch.setattr(io, "_BLOCK", 7)  # multi-byte characters and records cut at every place
+    assert summary(read_dataset(path)) == summary(whole)
+    assert [r.row for r in whole.rejects] == [7] and "not valid UTF-8" in whole.rejects[0].reason
+    assert len(whole.examples) == 59
+
+
+def test_invalid_utf8_in_one_line_among_many_is_one_reject_with_its_line(tmp_path, real_records_path):
+    records = varied_records(real_records_path, 3000)
+    path = tmp_path / "d.jsonl"
+    data = write_jsonl(path, records)
+    lines = data.split(b"\n")
+    lines[2499] = lines[2499].replace(b"caf\xc3\xa9", b"caf\xe9")  # Latin-1 in line 2500, past the first 1 MiB block
+    path.write_bytes(b"\n".join(lines))
+    assert len(b"\n".join(lines[:2499])) > io._BLOCK
+    source = Source(path)
+    chunks = list(source.chunks(700))
+    assert [len(c.examples) + len(c.rejects) for c in chunks] == [700, 700, 700, 700, 200]
+    (reject,) = [r for c in chunks for r in c.rejects]
+    assert (reject.row, reject.line) == (2499, 2500) and reject.reason.startswith("not valid UTF-8: byte ")
+    assert [e.row for c in chunks for e in c.examples] == [r for r in range(3000) if r != 2499]
+
+    result = sftpick.score(path, tmp_path / "s.parquet", scorers=["mtld"], progress=False, chunk_size=700)
+    assert result.counts == {"input": 3000, "scored": 2999, "rejected": 1}
+    (line,) = (tmp_path / "s.rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["line"] == 2500
+
+
+def test_a_json_array_read_in_chunks_gives_the_jsonl_table(tmp_path, real_records_path, monkeypatch):
+    records = varied_records(real_records_path, 400)
+    write_jsonl(tmp_path / "d.jsonl", records)
+    (tmp_path / "d.json").write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setattr(io, "_BLOCK", 4096)  # the array is read in many blocks
+    tables = [sftpick.score(tmp_path / f"d.{kind}", scorers=["mtld"], progress=False, chunk_size=64).table
+              for kind in ("jsonl", "json")]
+    assert tables[0].num_rows == 400
+    assert tables[0].drop(["id"]).equals(tables[1].drop(["id"]))
+    assert tables[0].column("id").equals(tables[1].column("id"))
+
+
+def test_content_repeated_across_chunks_is_scored_once_and_shares_its_scores(tmp_path, real_records_path):
+    records = varied_records(real_records_path, 50)
+    write_jsonl(tmp_path / "d.jsonl", records + records[:20] + records[5:10])  # repeats land in later chunks
+    result = sftpick.score(tmp_path / "d.jsonl", tmp_path / "s.parquet", scorers=["len", "mtld"], progress=False,
+                           chunk_size=16)
+    assert result.timings["mtld"]["scored_now"] == 50 and result.timings["mtld"]["from_cache"] == 25
+    table = result.table
+    assert table.column("row").to_pylist() == list(range(75))
+    mtld = table.column("mtld").to_numpy()
+    np.testing.assert_array_equal(mtld[50:70], mtld[:20])
+    np.testing.assert_array_equal(mtld[70:75], mtld[5:10])
+    parts = list((tmp_path / "s.parquet.cache").glob("mtld-*/shard-*.parquet"))
+    assert sum(pq.read_metadata(p).num_rows for p in parts) == 50  # a part per chunk with new content
+    assert len(parts) == 4
+
+
+def test_the_subset_is_read_back_by_row_in_every_kind(tmp_path, real_records_path):
+    records = varied_records(real_records_path, 30)
+    write_jsonl(tmp_path / "d.jsonl", records)
+    (tmp_path / "d.json").write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "d.parquet", row_group_size=7)
+    for kind in ("jsonl", "json", "parquet"):
+        dataset = read_dataset(tmp_path / f"d.{kind}")
+        write_subset(dataset, [21, 3, 14], tmp_path / f"s.{kind}", order="pick")
+        if kind == "parquet":
+            written = pq.read_table(tmp_path / f"s.{kind}").to_pylist()
+        elif kind == "json":
+            written = json.loads((tmp_path / f"s.{kind}").read_text(encoding="utf-8"))
+        else:
+            written = [json.loads(line) for line in (tmp_path / f"s.{kind}").read_text(encoding="utf-8").splitlines()]
+        assert written == [records[21], records[3], records[14]], kind
+
+
+def test_a_killed_run_resumes_from_its_finished_parts(tmp_path, real_records_path):
+    n, chunk = 12000, 400
+    data = tmp_path / "d.jsonl"
+    write_jsonl(data, varied_records(real_records_path, n))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sftpick.cli", "run", str(data), "-o", str(out), "--scorers", "len,mtld",
+               "--by", "len", "--budget", "5%", "--chunk-size", str(chunk), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parts = out / "cache"
+    deadline = time.time() + 300
+    while len(list(parts.glob("mtld-*/shard-*.parquet"))) < 3:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.time() < deadline, "no part was written in 5 minutes"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "manifest.json").exists()
+    finished = sum(pq.read_metadata(p).num_rows for p in parts.glob("mtld-*/shard-*.parquet"))
+    assert finished % chunk == 0 and 3 * chunk <= finished < n  # whole parts only, and not all of them
+
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["input"] == manifest["counts"]["scored"] == n
+    mtld = manifest["timings"]["scorers"]["mtld"]
+    assert (mtld["from_cache"], mtld["scored_now"]) == (finished, n - finished)
+
+    fresh = sftpick.score(data, scorers=["len", "mtld"], progress=False)  # no cache at all
+    resumed = pq.read_table(out / "scores.parquet")
+    assert resumed.column("row").to_pylist() == list(range(n))
+    for name in ("id", "content_hash", "len", "mtld"):
+        assert resumed.column(name).equals(fresh.table.column(name)), name
+
+
+def test_scorer_rejects_keep_their_rows_lines_and_records_across_chunks(tmp_path):
+    short = [{"instruction": f"Add {i} and 3.", "input": "", "output": "The sum is easy to find: add them and write it."}
+             for i in range(6)]
+    long = {"instruction": "Explain " + "the history of the long winding river " * 8, "input": "", "output": "Long."}
+    write_jsonl(tmp_path / "d.jsonl", short[:3] + [long] + short[3:] + [long])  # rows 3 and 7: chunks 1 and 2
+    result = sftpick.score(tmp_path / "d.jsonl", scorers=["ifd"], max_length=16, device="cpu", chunk_size=4,
+                           progress=False)
+    assert [(r.row, r.line, r.stage) for r in result.rejects] == [(3, 4, "ifd"), (7, 8, "ifd")]
+    assert all(r.record == long and r.reason.startswith("prompt fills max_length=16") for r in result.rejects)
+    assert result.table.column("row").to_pylist() == [0, 1, 2, 4, 5, 6]
+    assert result.timings["ifd"]["scored_now"] == 7  # the repeat of row 3 is not scored again
+    assert result.counts == {"input": 8, "scored": 6, "rejected": 2}
