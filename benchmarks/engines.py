@@ -3,6 +3,7 @@ real file, `len,mtld` by default, no cache (every record scored in each run), on
 The ray figure includes starting and stopping the local Ray cluster and its actors.
 
     python benchmarks/engines.py --data ../shared/data/alpaca-cherry-5pct.json --records 2000
+    python benchmarks/engines.py --data .work/scale/records-100000.jsonl --records 100000   # after scale.py
 """
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ import sftpick
 
 
 def first_records(path: Path, n: int, folder: Path) -> Path:
+    """The first `n` records of a JSON array or JSONL file (e.g. benchmarks/scale.py's), as a file."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as lines:
+            head = [line for _, line in zip(range(n), lines)]
+        out = folder / f"first-{len(head)}.jsonl"
+        out.write_text("".join(head), encoding="utf-8")
+        return out
     records = json.loads(path.read_text())[:n]
     out = folder / f"first-{len(records)}.json"
     out.write_text(json.dumps(records))
