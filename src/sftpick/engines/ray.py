@@ -126,12 +126,12 @@ class RayEngine:
             fn_constructor_kwargs={"cls": type(scorer), "params": constructor_params(scorer),
                                    "threads": max(1, int(self.cpus_per_worker_))})
         seen: set[int] = set()
+        # Read to the end of the stream, not only to the last new shard: a reader thread still
+        # inside Ray Data when the engine shuts Ray down makes Ray end the process (exit code 1).
         for index, result in _within(stall_seconds(), scored.iter_rows(), self._stalled):
             if index not in seen:  # a retried shard that had already come back is taken once
                 seen.add(index)
                 yield index, result
-            if len(seen) == len(shards):
-                return
 
     def _stalled(self, seconds: float) -> str:
         return (f"the ray engine made no progress for {seconds:g} s (no shard finished): the cluster "
