@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .embeddings import embeddings_path
-from .engines import check_engine, make_engine
+from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
 from .io import CHUNK_RECORDS, Dataset, Reject, Source, read_dataset
@@ -166,7 +166,7 @@ def _remove_stale_temps(folder: Path, name: str, cache_dir: Path | None) -> None
 def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_dir, progress, embeddings,
            settings: dict, run_id: str | None) -> ScoreResult:
     source = Source(data, fmt, strict=strict)
-    derived = [s for s in built if getattr(s, "derived", False)]  # e.g. rule: from other columns
+    derived = [s for s in built if trait(s, "derived")]  # e.g. rule: from other columns
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])

@@ -22,7 +22,7 @@ from ..cache import DigestIndex, Journal, ShardStore, content_digest, digests
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
-from . import Engine, LocalEngine
+from . import Engine, LocalEngine, trait
 
 _PIECE_BATCHES = 2  # scorer batches per progress step: a few seconds of a model on CPU
 LOG_SECONDS = 10.0  # between progress lines when stderr is not a terminal
@@ -70,7 +70,7 @@ class _Run:
 
     def __init__(self, scorers: list[Scorer], cache_dir: Path | None, shard_size: int, engine: Engine):
         self.scorers, self.cache_dir, self.shard_size, self.engine = scorers, cache_dir, shard_size, engine
-        self.whole = [s for s in scorers if getattr(s, "whole_dataset", False)]
+        self.whole = [s for s in scorers if trait(s, "whole_dataset")]
         self.seen = DigestIndex()
         self.values: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in scorers}
         self.rows: list[dict] = []  # per chunk: row, line, id, content_hash, position
@@ -82,7 +82,7 @@ class _Run:
         for scorer in scorers:
             started = time.perf_counter()
             scorer.setup()
-            if not getattr(scorer, "whole_dataset", False):
+            if not trait(scorer, "whole_dataset"):
                 self.stores[scorer.name] = self._open_store(scorer, scorer.config())
             self.stats[scorer.name]["seconds"] += time.perf_counter() - started
 
@@ -90,7 +90,7 @@ class _Run:
         if not self.cache_dir:
             return None, DigestIndex(), None
         store = ShardStore(self.cache_dir, scorer.name, config)
-        if getattr(scorer, "keeps_journal", False):  # saves each record as it finishes (judge)
+        if trait(scorer, "keeps_journal"):  # saves each record as it finishes (judge)
             scorer.open_journal(Journal(store.dir / "journal.jsonl"))
         return (store, *store.load())
 
@@ -107,7 +107,7 @@ class _Run:
         if self.whole:
             self.unique += fresh
         for scorer in self.scorers:
-            if getattr(scorer, "whole_dataset", False):
+            if trait(scorer, "whole_dataset"):
                 continue
             started = time.perf_counter()
             advance[scorer.name](len(examples) - len(fresh))  # duplicates of earlier records
@@ -151,9 +151,9 @@ class _Run:
             costs = scorer.cost(pending)
             order = np.argsort(costs, kind="stable")
             pending, costs, todo = [pending[i] for i in order], costs[order], todo[order]
-        if self.engine.name == "local" and not (getattr(scorer, "runs_a_model", False)
-                                                 or getattr(scorer, "keeps_journal", False)):
-            shard_size = 0  # cheap scorers (len, mtld): the chunk is one shard, in pieces; big batches run faster
+        cheap = not (trait(scorer, "runs_a_model") or trait(scorer, "keeps_journal"))
+        if cheap and not self.engine.distributes(scorer, 2):
+            shard_size = 0  # cheap scorers kept here (len, mtld): the chunk is one shard, in pieces; big batches run faster
         shard_size = shard_size or max(len(pending), 1)
         shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
         for span, result in _scored_shards(scorer, pending, costs, shards, self.engine if in_pieces else None, advance,
