@@ -29,10 +29,12 @@ NAME=$(basename "$POOL")
 python scripts/split_heldout.py "$POOL" --heldout "$HELDOUT" --seed 0 --out $W/split
 sftpick run $W/split/$NAME -o $W/ifd --budget "$BUDGET" --model "$MODEL" --template "$TEMPLATE" \
     --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
-sftpick run $W/split/$NAME -o $W/kcenter --budget "$BUDGET" --strategy kcenter --model "$MODEL" \
-    --template "$TEMPLATE" --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
-sftpick run $W/split/$NAME -o $W/deita --budget "$BUDGET" --strategy deita --by ifd --model "$MODEL" \
-    --template "$TEMPLATE" --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
+# One scoring pass: k-center (which embeds the pool) and DEITA select from the same scores.
+mkdir -p $W/kcenter $W/deita
+sftpick select $W/split/$NAME --scores $W/ifd/scores.parquet --budget "$BUDGET" --strategy kcenter \
+    -o $W/kcenter/selected.json
+sftpick select $W/split/$NAME --scores $W/ifd/scores.parquet --budget "$BUDGET" --strategy deita --by ifd \
+    -o $W/deita/selected.json
 sftpick eval --train $W/ifd/selected.json --train $W/kcenter/selected.json --train $W/deita/selected.json \
     --baseline random --baseline longest --pool $W/split/$NAME --seeds "$SEEDS" --fixed-seeds "$FIXED_SEEDS" \
     --eval-set $W/split/heldout.json --model "$MODEL" --device "$DEVICE" --template "$TEMPLATE" \

@@ -134,17 +134,18 @@ def test_knn_scorer_on_real_records_matches_brute_force_and_saves_embeddings(tmp
     assert load_embeddings(embeddings_path(out))[2] == meta
 
 
-def test_knn_scorer_refuses_too_few_records(examples):
-    scorer = KnnScorer(knn_k=6, embed_text="instruction")
-    scorer.setup()
+def test_knn_scorer_refuses_too_few_records(tmp_path, examples):
+    data = tmp_path / "five.json"
+    data.write_text(json.dumps([e.record for e in examples[:5]]))
     with pytest.raises(ValueError, match="knn_6 needs more than 6 distinct records; got 5"):
-        scorer.score(examples[:5])
+        sftpick.score(data, scorers=["knn_6"], embed_text="instruction", progress=False)
 
 
 @pytest.mark.parametrize("option, value, message", [
     ("knn_index", "lsh", "knn_index='lsh' is not one of exact, hnsw, ivf"),
     ("embed_text", "output", "embed_text='output' is not one of whole, instruction"),
     ("knn_k", 0, "knn_k=0 should be >= 1"),
+    ("vectors_dtype", "int8", "vectors_dtype='int8' is not one of float32, float16"),
 ])
 def test_knn_scorer_validates_options(option, value, message):
     with pytest.raises(ValueError, match=message):

@@ -66,6 +66,13 @@ def test_ifd_gives_the_local_table(cluster, six_records):
     assert np.isfinite(local[0]["ifd"]).sum() >= 5
 
 
+def test_knn_embeds_on_the_actors_and_gives_the_local_table(cluster, tmp_path, real_records_path):
+    local = _table(real_records_path, scorers=["knn_6"])
+    on_ray = _table(real_records_path, tmp_path / "scores.parquet", scorers=["knn_6"], engine="ray", workers=2)
+    _assert_same(local[0], on_ray[0], rtol=1e-5)  # the embedding step on the actors, the search here
+    assert (tmp_path / "scores.embeddings.parquet").exists()
+
+
 class DiesOnce(LengthScorer):
     """`len`, except that the worker which finds the marker file deletes it and SIGKILLs its own process."""
 

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .embeddings import embeddings_path
+from .cache import content_digest
+from .embeddings import embeddings_path, save_embeddings
 from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
@@ -25,7 +26,6 @@ from .io import CHUNK_RECORDS, Dataset, Reject, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
-from .scorers.knn import save_table_embeddings
 from .selectors import SELECTORS, make_selector, parse_budget
 from .selectors.topk import TopK
 from .selectors.vectors import default_path, embed_records, table_vectors
@@ -196,8 +196,19 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
         write_parquet(table, output)
     embeddings = embeddings or (embeddings_path(output) if output is not None else None)
     if embeddings is not None:
-        save_table_embeddings(built, scored.unique, table, Path(embeddings))
+        _save_vectors(built, scored.vectors, table, Path(embeddings))
     return result
+
+
+def _save_vectors(scorers: list[Scorer], vectors: dict[str, np.ndarray], table: pa.Table, path: Path) -> None:
+    """The embedding scorer's vectors (one per table row; identical records share one) to the
+    vectors file beside the scores, for the selectors, with what made them."""
+    for scorer in scorers:
+        if scorer.name in vectors:
+            digest = content_digest(table.column("content_hash").to_pylist())  # the records they belong to
+            meta = {**scorer.vector_config(), "content_digest": digest}
+            save_embeddings(path, table.column("row").to_numpy(), vectors[scorer.name], meta)
+            return
 
 
 def _device_used(device: str | None, settings: dict) -> str:
@@ -222,16 +233,17 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
            ascending: bool = False, max_ifd: float | None = None, min_ifd: float | None = None,
            where: list[str] | None = None, strategy: str = "topk", pool: int | float | str | None = None,
            data: str | Path | Dataset | None = None, embeddings: np.ndarray | str | Path | None = None,
-           **strategy_options) -> Selection:
+           cache_dir: str | Path | None = None, **strategy_options) -> Selection:
     """Choose rows of a score table, ranked by `by` (default: `ifd` when the table has it;
     none for a diversity strategy on a table without it: coverage alone). Filters come first,
     each a counted drop reason: `where` conditions on any column (`"judge>=4.5"`) and, when
     ranking by `ifd`, ifd >= `max_ifd` (default 1.0: the instruction does not help), or the
     band `min_ifd` < ifd < `max_ifd`. `pool` (a count or fraction of the scored records)
     keeps only the best-ranked for the strategy to choose from: quality first, then
-    diversity. Strategies that need embeddings read them from `embeddings` (vectors aligned
-    with the table, or a file; default: beside `scores`), or compute them from `data` and
-    save them there."""
+    diversity. Strategies that need embeddings get the candidates' vectors only: from
+    `embeddings` (vectors aligned with the table, or a file; default: beside `scores`), or
+    computed from `data` through the per-record cache in `cache_dir` (default: the scores'
+    own, `X.parquet.cache`) and saved there."""
     strategy_options = {k: v for k, v in strategy_options.items() if v is not None}
     check_strategy(strategy, strategy_options)
     conditions = [parse_where(expression) for expression in where or []]
@@ -251,15 +263,18 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     if dataset is not None and dataset.examples is not None:  # None: a streamed input, the one just scored
         table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
         notes += [note] if note else []
-    vectors, selector_options = _strategy_inputs(strategy, table, strategy_options, scores, dataset, embeddings)
     filtered, dropped = apply_filters(table, conditions)
     candidates = filtered
     if pool_count is not None:
         candidates = filtered[np.sort(TopK(by, ascending=ascending).select(table.take(filtered), pool_count))]
         dropped[f"outside the pool (the best {pool} by {by})"] = len(filtered) - len(candidates)
+    if cache_dir is None and isinstance(scores, (str, Path)):
+        cache_dir = Path(str(scores) + ".cache")
+    vectors, selector_options, made_by = _strategy_inputs(strategy, table, candidates, strategy_options, scores,
+                                                          dataset, embeddings, cache_dir)
     selector = make_selector(strategy, by=by, ascending=ascending, **selector_options)
     chosen = selector.select(table.take(candidates), min(requested, len(candidates)),
-                             _rows_of(vectors, candidates)) if len(candidates) else np.array([], int)
+                             vectors) if len(candidates) else np.array([], int)
     order = table.column("row").to_numpy()[candidates[chosen]]
     notes += list(getattr(selector, "notes_", []))
     if by is None:
@@ -269,7 +284,8 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
                      f"{table.num_rows - len(filtered)} of {table.num_rows} scored records were filtered out")
     params = {"strategy": strategy, "by": by, "ascending": ascending, "budget": str(budget),
               "budget_count": requested, "max_ifd": max_ifd, "min_ifd": min_ifd, "where": list(where or []),
-              "pool": None if pool is None else str(pool), **strategy_options}
+              "pool": None if pool is None else str(pool), **strategy_options,
+              **({"embeddings": made_by} if made_by else {})}
     return Selection(np.sort(order), requested, dropped, params, notes, getattr(selector, "stats_", {}), order)
 
 
@@ -300,11 +316,6 @@ def _pool_count(pool, by: str | None, n: int, requested: int) -> int | None:
     return count
 
 
-def _rows_of(vectors: np.ndarray | None, positions: np.ndarray) -> np.ndarray | None:
-    """The vectors of `positions` (ascending), without a copy when that is all of them."""
-    return vectors if vectors is None or len(positions) == len(vectors) else vectors[positions]
-
-
 def check_strategy(strategy: str, options: dict) -> None:
     """The strategy exists and takes every option given; nothing is read or loaded."""
     if strategy not in SELECTORS:
@@ -320,29 +331,34 @@ def check_strategy(strategy: str, options: dict) -> None:
     make_selector(strategy, **{k: v for k, v in options.items() if k != "seed_set"}).check()
 
 
-def _strategy_inputs(strategy: str, table: pa.Table, options: dict, scores, dataset: Dataset | None,
-                     embeddings) -> tuple[np.ndarray | None, dict]:
-    """The vectors the strategy needs (None if it needs none) and its constructor options
-    (a k-center `seed_set` file becomes `centers`); no option validation."""
+def _strategy_inputs(strategy: str, table: pa.Table, candidates: np.ndarray, options: dict, scores,
+                     dataset: Dataset | None, embeddings, cache_dir: Path | None
+                     ) -> tuple[np.ndarray | None, dict, dict]:
+    """The vectors of the candidates (table positions) if the strategy needs them (else None),
+    its constructor options (a k-center `seed_set` file becomes `centers`) and what made the
+    vectors (embedder, revision, text, dtype: for the manifest)."""
     if not getattr(SELECTORS[strategy], "needs_embeddings", False):
-        return None, options
+        return None, options, {}
+    if not len(candidates):  # nothing to choose from: no vectors to read or make
+        return None, {key: value for key, value in options.items() if key != "seed_set"}, {}
     if isinstance(embeddings, np.ndarray):
         if embeddings.ndim != 2 or len(embeddings) != table.num_rows:
             raise ValueError(f"embeddings of shape {embeddings.shape} do not match the {table.num_rows} "
                              "rows of the scores (expected one vector per row, in table order)")
-        vectors, meta = embeddings, {}
+        vectors, meta = embeddings[candidates], {}
     else:
         path = Path(embeddings) if embeddings is not None else default_path(scores)
         defaults = {name: p.default for name, p in inspect.signature(SELECTORS[strategy]).parameters.items()}
         embedder = options.get("embedder", defaults.get("embedder"))  # a strategy's own (pre_experience: the LM's)
         if embedder and path is not None:
             path = sibling(path, "-" + re.sub(r"[^\w.-]+", "_", embedder) + ".parquet")
-        vectors, meta = table_vectors(table, path, dataset.examples if dataset else None, strategy,
-                                      embedder, options.get("embed_text", defaults.get("embed_text", "whole")))
+        vectors, meta = table_vectors(table, candidates, path, dataset.examples if dataset else None, strategy,
+                                      embedder, options.get("embed_text", defaults.get("embed_text", "whole")),
+                                      Path(cache_dir) if cache_dir else None)
     options = dict(options)
     if "seed_set" in options:
         options["centers"] = embed_records(read_dataset(options.pop("seed_set")).examples, meta)
-    return vectors, options
+    return vectors, options, {key: meta[key] for key in ("model", "revision", "text", "dtype") if key in meta}
 
 
 def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
@@ -372,7 +388,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
                            where=where, strategy=strategy, pool=pool, data=_records_for(strategy, scored.dataset),
-                           embeddings=vectors_file,
+                           embeddings=vectors_file, cache_dir=out / "cache",
                            **strategy_options)
         table = stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True)
         write_parquet(table, out / "scores.parquet")

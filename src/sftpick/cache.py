@@ -54,6 +54,11 @@ def _digests_of(hex_bytes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).view("S16").ravel()
 
 
+def hex_digests(keys: np.ndarray) -> list[str]:
+    """The 32-digit hex content hashes of 16-byte digests (the inverse of `digests`)."""
+    return [bytes(row).hex() for row in np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16)]
+
+
 def column_digests(column: pa.ChunkedArray) -> np.ndarray:
     """`digests` of a string column of content hashes, read from its Arrow buffers."""
     parts = []
@@ -85,6 +90,16 @@ class DigestIndex:
             return np.full(len(keys), -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         return np.where(self.keys[at] == keys, self.values[at], -1)
+
+    def digest(self) -> str:
+        """One short hash of the set of keys: what a whole-dataset result was made from."""
+        return hashlib.sha256(self.keys.tobytes()).hexdigest()[:16]
+
+    def keys_by_value(self) -> np.ndarray:
+        """The keys ordered by their value (for positions 0..n-1: each position's key)."""
+        keys = np.empty(len(self.keys), dtype="S16")
+        keys[self.values] = self.keys
+        return keys
 
     def add(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Add keys that are not in the index yet (no input validation)."""
@@ -165,4 +180,20 @@ class Journal:
 def _arrow(values: np.ndarray) -> pa.Array:
     if values.dtype == object:
         return pa.array(list(values), type=pa.string())
-    return pa.array(values)
+    return matrix_column(values) if values.ndim == 2 else pa.array(values)
+
+
+def matrix_column(values: np.ndarray) -> pa.FixedSizeListArray:
+    """A 2-d array (one vector per row) as one Arrow column, in its own dtype."""
+    values = np.ascontiguousarray(values)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+def column_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column as numpy: a vector column (fixed-size lists) as a 2-d array, in its stored dtype."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(column.type):
+        dim = column.type.list_size
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return column.to_numpy(zero_copy_only=False)

@@ -91,6 +91,8 @@ RewardModel = Annotated[Optional[str], typer.Option(help="Reward model for `rewa
 Embedder = Annotated[str, typer.Option(help="Sentence-transformers model for `knn_K`: all-minilm-l6-v2 (embedded), hub id or path.")]
 EmbedText = Annotated[str, typer.Option(help="Text embedded for `knn_K`: whole | instruction.")]
 KnnIndex = Annotated[str, typer.Option(help="kNN search: exact | hnsw | ivf (approximate; recall@k printed).")]
+VectorsDtype = Annotated[str, typer.Option(help="How `knn_K`'s vectors are stored (cache and vectors file): "
+                                           "float32 | float16 (half the space; searched in float32).")]
 Offline = Annotated[bool, typer.Option(help="Never reach the network: hub models must be in the local cache "
                                              "(same as HF_HUB_OFFLINE=1).")]
 DeitaComplexityModel = Annotated[str, typer.Option(help="Causal LM for `deita_complexity` and `deita`, e.g. "
@@ -191,9 +193,9 @@ def _strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_
     return {key: value for key, value in given.items() if value is not None}
 
 
-def _indicator_options(reward_model, embedder, embed_text, knn_index, rule_file) -> dict:
-    return {"reward_model": reward_model, "embedder": embedder, "embed_text": embed_text,
-            "knn_index": knn_index, "rule_file": str(rule_file) if rule_file else None}
+def _indicator_options(reward_model, embedder, embed_text, knn_index, rule_file, vectors_dtype=None) -> dict:
+    return {"reward_model": reward_model, "embedder": embedder, "embed_text": embed_text, "knn_index": knn_index,
+            "rule_file": str(rule_file) if rule_file else None, "vectors_dtype": vectors_dtype}
 
 
 @app.command()
@@ -205,7 +207,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
           strict: Strict = False, trust_remote_code: TrustRemoteCode = False, progress: Progress = True,
           rejects: Annotated[Optional[Path], typer.Option(help="Rejects file (default: beside the output).")] = None,
           reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole",
-          knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
+          knn_index: KnnIndex = "exact", rule_file: RuleFile = None, vectors_dtype: VectorsDtype = "float32",
           deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
           shard_size: Annotated[int, typer.Option(help="Records per saved shard (the unit of resume).")] = 64,
           workers: Workers = 1, engine: EngineName = "local", gpus_per_worker: GpusPerWorker = 0.0,
@@ -225,7 +227,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                      gpus_per_worker=gpus_per_worker, ray_address=ray_address, chunk_size=chunk_size,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
                                        token_budget, trust_remote_code),
-                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
+                     **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file, vectors_dtype),
                      deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,
                      **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
                                       judge_timeout, judge_max_tokens))
@@ -275,6 +277,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         fmt: Format = None, strict: Strict = False, trust_remote_code: TrustRemoteCode = False,
         progress: Progress = True, reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER,
         embed_text: EmbedText = "whole", knn_index: KnnIndex = "exact", rule_file: RuleFile = None,
+        vectors_dtype: VectorsDtype = "float32",
         deita_complexity_model: DeitaComplexityModel = DEFAULT_LM, deita_quality_model: DeitaQualityModel = DEFAULT_LM,
         workers: Workers = 1, engine: EngineName = "local", gpus_per_worker: GpusPerWorker = 0.0,
         ray_address: RayAddress = None, chunk_size: ChunkSize = CHUNK_RECORDS, judge_url: JudgeUrl = None,
@@ -291,7 +294,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set, variety,
                                            explained_variance),
         **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
-        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file),
+        **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file, vectors_dtype),
         deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,
         **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
                          judge_timeout, judge_max_tokens))

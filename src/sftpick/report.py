@@ -265,18 +265,19 @@ def _embedding_map(table: pa.Table, path: Path):
 
     if not path.is_file():
         return None
-    cached_rows, vectors, meta = load_embeddings(path)
+    rows, chosen = table.column("row").to_numpy(), _selected(table)
+    shown = chosen | _thin(~chosen, MAX_POINTS)  # only these rows' vectors are read, in blocks
+    cached_rows, vectors, meta = load_embeddings(path, rows[shown])
     at = {int(r): i for i, r in enumerate(cached_rows)}
-    rows = table.column("row").to_numpy()
-    present = np.array([int(r) in at for r in rows])
+    present = np.array([int(r) in at for r in rows[shown]], dtype=bool)
     if present.sum() < 3:
         return None
-    x = vectors[[at[int(r)] for r in rows[present]]].astype(np.float64)
+    x = vectors[[at[int(r)] for r in rows[shown][present]]].astype(np.float64)
     x -= x.mean(axis=0)
     _, _, components = np.linalg.svd(x[_thin(np.ones(len(x), bool), MAX_POINTS)], full_matrices=False)
     xy = x @ components[:2].T
-    chosen = _selected(table)[present]
-    shown = _thin(~chosen, MAX_POINTS)
+    chosen = chosen[shown][present]
+    shown = ~chosen
     scatter = go.Scattergl if len(xy) > WEBGL_FROM else go.Scatter
     fig = go.Figure([scatter(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=label, marker_color=color,
                              marker_size=5, opacity=0.7)

@@ -13,8 +13,9 @@ that a killed worker had to redo is saved once.
 What an engine reads from a scorer (the scorer contract, see scorers/__init__.py too):
 `name`, `columns`, `config()` (the cache key: known before `setup()`, so it needs no model),
 `setup()`, `score(batch)`, and these optional class attributes (`TRAITS`: default False):
-`whole_dataset` (one call with every distinct example: kNN's global search; stays in the
-driver), `derived` (columns computed from the others by `derive`, in the driver; never
+`embeds` (kNN: `score(batch)` returns `{"vector": [n, d]}`, scored anywhere like any batch
+and cached per record under `vector_config()`, not `config()`; then `search(vectors)`, the
+global step, runs once in the driver over every distinct example's vector), `derived` (columns computed from the others by `derive`, in the driver; never
 sharded), `runs_a_model` (worth a worker process per core or GPU on the local engine),
 `keeps_journal` (saves each record as it finishes through `open_journal(Journal)`: the
 judge; stays in the driver on every engine, see engines/ray.py). Optional methods and
@@ -30,7 +31,7 @@ from typing import Iterator, Protocol
 
 from ..examples import Example
 
-TRAITS = ("whole_dataset", "derived", "runs_a_model", "keeps_journal")
+TRAITS = ("embeds", "derived", "runs_a_model", "keeps_journal")
 
 
 class EngineError(RuntimeError):
@@ -76,8 +77,7 @@ class LocalEngine:
         pass
 
     def distributes(self, scorer, n_shards: int) -> bool:
-        return (self.workers > 1 and n_shards > 1 and trait(scorer, "runs_a_model")
-                and not trait(scorer, "whole_dataset"))
+        return self.workers > 1 and n_shards > 1 and trait(scorer, "runs_a_model")
 
     def scored_shards(self, scorer, shards: list[list[Example]]) -> Iterator[tuple[int, dict]]:
         from .pool import scored_shards

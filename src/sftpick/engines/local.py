@@ -3,8 +3,9 @@ chunk of Examples, the columnar scores and a compact index of content digests, n
 input. Within a chunk, records are sorted by cost (tokens) so that batches hold similar
 lengths, then cut into shards; finished shards go to each scorer's resume cache as they
 finish, so a killed run resumes where it stopped. Content seen earlier in the input (anywhere,
-not only in its chunk) is scored once and shares its scores. Whole-dataset scorers (kNN) run
-once at the end over every distinct example, which is then kept for them."""
+not only in its chunk) is scored once and shares its scores. An embedding scorer (kNN)
+embeds chunk by chunk like any other, its vectors cached per record, and runs its global
+step (`search`) once at the end over every distinct example's vector."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,8 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-from ..cache import DigestIndex, Journal, ShardStore, content_digest, digests
+from ..cache import DigestIndex, Journal, ShardStore, column_values, digests, hex_digests
+from ..embeddings import VECTOR
 from ..examples import Example
 from ..io import Reject
 from ..scorers import REJECT, Scorer
@@ -33,7 +35,7 @@ class Scored:
     table: pa.Table  # row, id, content_hash and every scorer's columns, for the records no scorer rejected
     rejects: list[Reject]  # the records a scorer rejected, in input order
     timings: dict
-    unique: list[Example] = field(default_factory=list)  # every distinct example, when a whole-dataset scorer ran
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # embedding scorer -> a vector per table row
 
 
 def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir: Path | None,
@@ -65,31 +67,32 @@ def score_stream(chunks: Iterable[list[Example]], scorers: list[Scorer], *, cach
 
 class _Run:
     """The state of one streaming run: the digest index (content -> distinct position), each
-    scorer's columns per distinct example, and per input row its row, line, id, content hash
-    and distinct position."""
+    scorer's columns (an embedding scorer's vectors) per distinct example, and per input row
+    its row, line, id, content hash and distinct position."""
 
     def __init__(self, scorers: list[Scorer], cache_dir: Path | None, shard_size: int, engine: Engine):
         self.scorers, self.cache_dir, self.shard_size, self.engine = scorers, cache_dir, shard_size, engine
-        self.whole = [s for s in scorers if trait(s, "whole_dataset")]
         self.seen = DigestIndex()
         self.values: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in scorers}
+        self.vectors: dict[str, np.ndarray] = {}  # embedding scorer -> a vector per distinct example
         self.rows: list[dict] = []  # per chunk: row, line, id, content_hash, position
-        self.unique: list[Example] = []  # kept only for whole-dataset scorers
-        self.records: dict[int, dict] = {}  # row -> record, for the rows a per-batch scorer rejected
+        self.records: dict[int, dict] = {}  # row -> record, for the rows a scorer rejected
         self.rejected: dict[int, tuple[str, str]] = {}  # distinct position -> (first scorer to reject it, reason)
         self.stats = {s.name: {"seconds": 0.0, "scored_now": 0} for s in scorers}
         self.stores: dict[str, tuple[ShardStore | None, DigestIndex, pa.Table | None]] = {}
         for scorer in scorers:
             started = time.perf_counter()
             scorer.setup()
-            if not trait(scorer, "whole_dataset"):
-                self.stores[scorer.name] = self._open_store(scorer, scorer.config())
+            if trait(scorer, "embeds"):  # vectors keyed by the embedder alone: a new k or index re-embeds nothing
+                self.stores[scorer.name] = self._open_store(scorer, "vectors", scorer.vector_config())
+            else:
+                self.stores[scorer.name] = self._open_store(scorer, scorer.name, scorer.config())
             self.stats[scorer.name]["seconds"] += time.perf_counter() - started
 
-    def _open_store(self, scorer: Scorer, config: dict):
+    def _open_store(self, scorer: Scorer, name: str, config: dict):
         if not self.cache_dir:
             return None, DigestIndex(), None
-        store = ShardStore(self.cache_dir, scorer.name, config)
+        store = ShardStore(self.cache_dir, name, config)
         if trait(scorer, "keeps_journal"):  # saves each record as it finishes (judge)
             scorer.open_journal(Journal(store.dir / "journal.jsonl"))
         return (store, *store.load())
@@ -104,11 +107,7 @@ class _Run:
                           "line": np.array([-1 if e.line is None else e.line for e in examples], dtype=np.int64),
                           "id": pa.array([e.id for e in examples], type=pa.string()),
                           "content_hash": pa.array(hashes, type=pa.string()), "position": positions})
-        if self.whole:
-            self.unique += fresh
         for scorer in self.scorers:
-            if trait(scorer, "whole_dataset"):
-                continue
             started = time.perf_counter()
             advance[scorer.name](len(examples) - len(fresh))  # duplicates of earlier records
             values, scored = self._score(scorer, fresh, keys[new], self.stores[scorer.name],
@@ -135,13 +134,13 @@ class _Run:
         return known[inverse.ravel()], first[new_distinct]
 
     def _score(self, scorer: Scorer, examples: list[Example], keys: np.ndarray, store_state, shard_size: int,
-               advance, *, in_pieces: bool = True) -> tuple[dict[str, np.ndarray], int]:
+               advance) -> tuple[dict[str, np.ndarray], int]:
         """The scorer's columns (and REJECT) for `examples`, from its cache where done, else
         scored in shards sorted by cost and saved as they finish; and how many were scored now."""
         store, index, cached = store_state
         found = index.find(keys)
         hit = np.flatnonzero(found >= 0)
-        parts = [(hit, {name: cached.column(name).take(pa.array(found[hit])).to_numpy(zero_copy_only=False)
+        parts = [(hit, {name: column_values(cached.column(name).take(pa.array(found[hit])))
                         for name in cached.column_names if name != "content_hash"})] if len(hit) else []
         advance(len(hit))
         todo = np.flatnonzero(found < 0)
@@ -156,27 +155,37 @@ class _Run:
             shard_size = 0  # cheap scorers kept here (len, mtld): the chunk is one shard, in pieces; big batches run faster
         shard_size = shard_size or max(len(pending), 1)
         shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
-        for span, result in _scored_shards(scorer, pending, costs, shards, self.engine if in_pieces else None, advance,
-                                           in_pieces=in_pieces):
+        for span, result in _scored_shards(scorer, pending, costs, shards, self.engine, advance):
             if store:
                 store.save([pending[i].content_hash for i in span], result)
             parts.append((todo[span.start: span.stop], result))
-        return _assemble(parts, len(examples), scorer.columns), len(pending)
+        columns = (VECTOR,) if trait(scorer, "embeds") else scorer.columns
+        return _assemble(parts, len(examples), columns), len(pending)
 
     def finish(self, advance: dict) -> None:
-        """Whole-dataset scorers, over every distinct example."""
-        for scorer in self.whole:
-            started = time.perf_counter()
-            hashes = [e.content_hash for e in self.unique]
-            config = {**scorer.config(), "examples": content_digest(hashes)}  # its scores depend on all of them
-            self.stores[scorer.name] = self._open_store(scorer, config)
-            values, scored = self._score(scorer, self.unique, digests(hashes), self.stores[scorer.name],
-                                         0, advance[scorer.name], in_pieces=False)
-            advance[scorer.name](sum(len(r["row"]) for r in self.rows) - len(self.unique))
-            _note_rejects(self.rejected, 0, scorer.name, values.pop(REJECT))
-            self.values[scorer.name] = [values]
-            self.stats[scorer.name]["seconds"] += time.perf_counter() - started
-            self.stats[scorer.name]["scored_now"] += scored
+        """The global step of each embedding scorer, over every distinct example's vector."""
+        for scorer in self.scorers:
+            if trait(scorer, "embeds"):
+                started = time.perf_counter()
+                parts = [p[VECTOR] for p in self.values[scorer.name] if len(p[VECTOR])]  # a chunk of repeats has none
+                self.vectors[scorer.name] = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+                self.values[scorer.name] = [self._search(scorer, self.vectors[scorer.name])]
+                self.stats[scorer.name]["seconds"] += time.perf_counter() - started
+
+    def _search(self, scorer: Scorer, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        """`scorer.search` over the vectors of every distinct example (in position order), from
+        the cache when this set of examples was searched with this config before."""
+        config = {**scorer.config(), "examples": self.seen.digest()}  # its result depends on all of them
+        store, index, cached = self._open_store(scorer, scorer.name, config)
+        keys = self.seen.keys_by_value()
+        found = index.find(keys)
+        if len(keys) and (found >= 0).all():
+            return {name: column_values(cached.column(name).take(pa.array(found))) for name in scorer.columns}
+        columns = scorer.search(vectors.astype(np.float32))
+        if store:
+            store.save(hex_digests(keys), columns)
+            store.flush()
+        return columns
 
     def flush(self) -> None:
         for store, _, _ in self.stores.values():
@@ -205,15 +214,13 @@ class _Run:
                             "scored_now": self.stats[s.name]["scored_now"],
                             "from_cache": n - self.stats[s.name]["scored_now"],
                             **(getattr(s, "stats_", None) or {})} for s in self.scorers}
-        return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), rejects, timings,
-                      self.unique)
+        vectors = {name: values[rows["position"][keep]] for name, values in self.vectors.items()}
+        return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), rejects, timings, vectors)
 
     def _reject(self, source: str, row: int, line: int, position: int) -> Reject:
-        """A rejected row's record was kept when its chunk was scored; one rejected only by a
-        whole-dataset scorer shows its content's first record (the same content)."""
+        """A rejected row's record was kept when its chunk was scored."""
         stage, reason = self.rejected[position]
-        record = self.records[row] if row in self.records else self.unique[position].record
-        return Reject(source, row, None if line < 0 else line, stage, reason, record)
+        return Reject(source, row, None if line < 0 else line, stage, reason, self.records[row])
 
 
 def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
@@ -240,7 +247,7 @@ def _assemble(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], n: int,
             out[name] = np.full(n, None, dtype=object) if name == REJECT else np.empty(0)
             continue
         values = np.concatenate([np.asarray(v) for v in pieces])
-        column = np.empty(n, dtype=values.dtype)
+        column = np.empty((n, *values.shape[1:]), dtype=values.dtype)
         column[positions] = values
         out[name] = column
     return out
@@ -253,17 +260,17 @@ def _arrow(values) -> pa.Array:
 
 
 def _scored_shards(scorer: Scorer, pending: list[Example], costs: np.ndarray, shards: list[range],
-                   engine: Engine | None, advance, *, in_pieces: bool):
-    """(shard, scores) for every shard. In this process a shard is scored `in_pieces` of about
+                   engine: Engine, advance):
+    """(shard, scores) for every shard. In this process a shard is scored in pieces of about
     `_PIECE_BATCHES` of the scorer's batches (or of `piece_cost_`, when the scorer sets it: the
     judge takes a few waves of concurrent requests), so progress moves every few seconds, not
-    once a shard; the engine's workers report whole shards. Without an engine (a whole-dataset
-    scorer), or when the engine keeps this scorer here, shards are scored in this process."""
-    if engine is None or not engine.distributes(scorer, len(shards)):
+    once a shard; the engine's workers report whole shards. When the engine keeps this scorer
+    here, shards are scored in this process."""
+    if not engine.distributes(scorer, len(shards)):
         budget = getattr(scorer, "piece_cost_", None) or _PIECE_BATCHES * getattr(scorer, "token_budget_", 0) or None
         for shard in shards:
             results = []
-            for piece in _pieces(shard, costs, budget) if in_pieces else [shard]:
+            for piece in _pieces(shard, costs, budget):
                 results.append(scorer.score(pending[piece.start: piece.stop]))
                 advance(len(piece))
             yield shard, {name: np.concatenate([r[name] for r in results]) for name in results[0]}

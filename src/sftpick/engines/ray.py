@@ -110,8 +110,7 @@ class RayEngine:
             ray.shutdown()
 
     def distributes(self, scorer, n_shards: int) -> bool:
-        return n_shards > 0 and not (trait(scorer, "whole_dataset") or trait(scorer, "derived")
-                                     or trait(scorer, "keeps_journal"))
+        return n_shards > 0 and not (trait(scorer, "derived") or trait(scorer, "keeps_journal"))
 
     def scored_shards(self, scorer, shards: list[list[Example]]) -> Iterator[tuple[int, dict]]:
         """(shard index, scores) as the actors finish them; each index once."""

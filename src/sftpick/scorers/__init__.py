@@ -7,7 +7,8 @@ the batch so the local engine and a Ray actor run the same object. Heavy state l
 `setup()`; `check()` validates every option before that (nothing loads), so a typo fails in
 a second. A scorer may return `REJECT`: per example a reason string, or None where scored.
 An optional `cost(examples)` (e.g. token counts) lets the engine sort and batch by length.
-A scorer with `whole_dataset = True` (kNN) gets every distinct example in one call; one with
+A scorer with `embeds = True` (kNN) returns a vector per example from `score(batch)` and
+computes its columns from every distinct example's vector in `search(vectors)`; one with
 `derived = True` (rule) computes its columns from the others' via `derive(columns)`.
 The full list of what an engine reads from a scorer is in engines/__init__.py.
 """

@@ -5,20 +5,19 @@ Models" (arXiv 2307.06290): a sample far from its neighbours adds diversity. Eac
 example is embedded (whole text, or `embed_text="instruction"`), L2-normalised, and its
 Euclidean distance to its k-th nearest other example is the score (in [0, 2]).
 
-Search is exact by default (faiss, query blocks, memory n·k); `knn_index="hnsw"|"ivf"`
-builds an approximate faiss index instead (HNSW: M 32, efSearch max(64, 4k); IVF-Flat:
-2·sqrt(n) lists trained on 50 per list, 8 probed), and its recall@k against exact search
-is measured on 1,000 sampled queries and printed. This scorer needs every example at once
-(`whole_dataset = True`): the engine hands it all distinct examples in one call.
+Two steps (`embeds = True`): `score(batch)` embeds a batch anywhere an engine runs it (in
+worker processes or Ray actors; each record's vector is cached by content and embedder, so
+adding a record embeds one record), and `search(vectors)` runs once in the driver over every
+distinct example's vector. Search is exact by default (faiss, query blocks, memory n·k);
+`knn_index="hnsw"|"ivf"` builds an approximate faiss index instead (HNSW: M 32, efSearch
+max(64, 4k); IVF-Flat: 2·sqrt(n) lists trained on 50 per list, 8 probed), and its recall@k
+against exact search is measured on 1,000 sampled queries and printed.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..cache import content_digest
-from ..embeddings import EMBED_TEXTS, embed_examples
+from ..embeddings import EMBED_TEXTS, VECTOR, VECTOR_DTYPES, embed_examples, vector_config
 from ..examples import Example
 from ..models import DEFAULT_EMBEDDER, _quiet_transformers, resolve_device
 from . import register
@@ -33,14 +32,16 @@ HNSW_M = 32
 @register
 class KnnScorer:
     name = "knn"
-    whole_dataset = True
+    embeds = True
+    runs_a_model = True
 
     def __init__(self, *, knn_k: int = 6, embedder: str = DEFAULT_EMBEDDER, embed_text: str = "whole",
-                 knn_index: str = "exact", device: str = "auto", seed: int = 0):
+                 knn_index: str = "exact", vectors_dtype: str = "float32", device: str = "auto", seed: int = 0):
         self.knn_k = knn_k
         self.embedder = embedder
         self.embed_text = embed_text
         self.knn_index = knn_index
+        self.vectors_dtype = vectors_dtype
         self.device = device
         self.seed = seed
         self.columns = (f"knn_{knn_k}",)
@@ -53,33 +54,37 @@ class KnnScorer:
             raise ValueError(f"embed_text={self.embed_text!r} is not one of {', '.join(EMBED_TEXTS)}")
         if self.knn_index not in INDEXES:
             raise ValueError(f"knn_index={self.knn_index!r} is not one of {', '.join(INDEXES)}")
+        if self.vectors_dtype not in VECTOR_DTYPES:
+            raise ValueError(f"vectors_dtype={self.vectors_dtype!r} is not one of {', '.join(VECTOR_DTYPES)}")
         resolve_device(self.device)
 
     def setup(self) -> None:
         self.check()
         _quiet_transformers()
-        self.embeddings_: tuple[list[str], np.ndarray] | None = None  # (content hashes, vectors)
         self.stats_: dict = {}
 
+    def vector_config(self) -> dict:
+        """The key of each record's cached vector (the embedding step's output)."""
+        return vector_config(self.embedder, self.embed_text, self.vectors_dtype)
+
     def config(self) -> dict:
-        return {"scorer": self.name, "k": self.knn_k, "embedder": self.embedder,
-                "embed_text": self.embed_text, "index": self.knn_index, "seed": self.seed,
-                "distance": "euclidean, normalised vectors"}
+        return {"scorer": self.name, "k": self.knn_k, **self.vector_config(),
+                "index": self.knn_index, "seed": self.seed, "distance": "euclidean, normalised vectors"}
 
     def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
-        if len(batch) <= self.knn_k:
-            raise ValueError(f"knn_{self.knn_k} needs more than {self.knn_k} distinct records; got {len(batch)}")
+        """The embedding step: one vector per example, in the storage dtype."""
         vectors = embed_examples(batch, model=self.embedder, text=self.embed_text, device=self.device)
-        self.embeddings_ = ([e.content_hash for e in batch], vectors)
+        return {VECTOR: vectors.astype(self.vectors_dtype)}
+
+    def search(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        """The global step: each distinct example's distance to its k-th nearest other one."""
+        if len(vectors) <= self.knn_k:
+            raise ValueError(f"knn_{self.knn_k} needs more than {self.knn_k} distinct records; got {len(vectors)}")
         distances, self.stats_ = kth_neighbour_distance(vectors, self.knn_k, index=self.knn_index, seed=self.seed)
         if "recall_at_k" in self.stats_:
             _say(f"knn_{self.knn_k}: {self.knn_index} index, recall@{self.knn_k} against exact search "
                  f"on {self.stats_['recall_queries']} sampled queries = {self.stats_['recall_at_k']:.4f}")
         return {self.columns[0]: distances}
-
-    def embed(self, examples: list[Example]) -> np.ndarray:
-        """Vectors only (to rewrite the embeddings file when the scores came from the cache)."""
-        return embed_examples(examples, model=self.embedder, text=self.embed_text, device=self.device)
 
 
 def kth_neighbour_distance(vectors: np.ndarray, k: int, *, index: str = "exact", seed: int = 0,
@@ -169,27 +174,3 @@ def _say(message: str) -> None:
     from rich.console import Console
 
     Console(stderr=True).print(message, highlight=False)
-
-
-def save_table_embeddings(scorers: list, unique: list[Example], table, path: Path) -> bool:
-    """Write the kNN scorer's vectors for the rows of the score `table` (duplicates share one
-    vector) to `path`, for the diversity selectors. Re-embeds the distinct examples (`unique`)
-    only when the kNN scores came from the cache and `path` does not already hold this data's
-    vectors. False when no kNN scorer ran."""
-    from ..embeddings import load_embeddings, save_embeddings
-
-    knn = next((s for s in scorers if isinstance(s, KnnScorer)), None)
-    if knn is None:
-        return False
-    rows, hashes = table.column("row").to_numpy(), table.column("content_hash").to_pylist()
-    meta = {"model": knn.embedder, "text": knn.embed_text, "normalized": True, "content_digest": content_digest(hashes)}
-    if knn.embeddings_ is None:
-        if path.exists() and load_embeddings(path)[2] == meta:
-            return True
-        wanted = set(hashes)
-        chosen = [e for e in unique if e.content_hash in wanted]
-        knn.embeddings_ = ([e.content_hash for e in chosen], knn.embed(chosen))
-    keys, vectors = knn.embeddings_
-    position = {key: i for i, key in enumerate(keys)}
-    save_embeddings(path, rows, vectors[[position[h] for h in hashes]], meta)
-    return True

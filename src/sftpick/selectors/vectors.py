@@ -1,7 +1,10 @@
-"""Embeddings for the selectors that need them: one vector per row of a score table, read
-from the file beside the scores (`X.embeddings.parquet`, written by the kNN indicator or by
-an earlier selection) and matched by `row`; when absent, stale or incomplete, computed with
-the default embedder from the records and saved there, so the next call reuses them."""
+"""Embeddings for the selectors that need them: one vector per candidate row of a score
+table (after filters and the pool), read in blocks from the vectors file beside the scores
+(`X.embeddings.parquet`, written by the kNN indicator or by an earlier selection) and
+matched by `row`; rows it lacks are computed from the records through the per-record cache
+(`embeddings.cached_vectors`: only what was never embedded is embedded), and the file is
+rewritten with the candidates' vectors. A file made by another embedder than the strategy
+asks for is refused, never silently used."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..cache import content_digest
-from ..embeddings import LM_PREFIX, embed_examples, embeddings_path, load_embeddings, save_embeddings
+from ..embeddings import (cached_vectors, embed_examples, embeddings_meta, embeddings_path, load_embeddings,
+                          save_embeddings, vector_config)
 from ..examples import Example
 from ..models import DEFAULT_EMBEDDER
 
@@ -20,35 +24,58 @@ def default_path(scores: object) -> Path | None:
     return embeddings_path(scores) if isinstance(scores, (str, Path)) else None
 
 
-def table_vectors(table: pa.Table, path: Path | None, examples: list[Example] | None,
-                  strategy: str, embedder: str | None = None, text: str = "whole") -> tuple[np.ndarray, dict]:
-    """(vectors aligned with the table's rows, the embeddings' meta: model, text, …). Cached
-    vectors of any sentence embedder serve, unless the strategy asks for an `embedder` of its
-    own: then only that model's vectors of `text` do."""
-    rows = table.column("row").to_numpy()
-    by_row = None if examples is None else {e.row: e for e in examples}
+def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None, examples: list[Example] | None,
+                  strategy: str, embedder: str | None = None, text: str = "whole",
+                  cache_dir: Path | None = None) -> tuple[np.ndarray, dict]:
+    """(vectors of the table's `candidates` positions, in that order; the embeddings' meta:
+    model, revision, text, …). Vectors of any sentence embedder serve, unless the strategy asks
+    for an `embedder` of its own: then only that model's (and revision's) vectors of `text`."""
+    rows = table.column("row").to_numpy()[candidates]
+    digest = _table_digest(table, examples)
+    wanted = None if embedder is None else vector_config(embedder, text)
     if path is not None and path.exists():
-        cached_rows, vectors, meta = load_embeddings(path)
-        aligned = _align(rows, cached_rows, vectors)
-        made_by = embedder is None or (meta.get("model"), meta.get("text")) == (embedder, text)
-        if aligned is not None and made_by and (by_row is None or _matches(meta, cached_rows, by_row)):
-            return aligned, meta
-    if by_row is None:
+        meta = embeddings_meta(path)
+        _refuse_other_embedder(path, meta, wanted, strategy)
+        if digest is None or meta.get("content_digest") in (None, digest):
+            cached_rows, vectors, _ = load_embeddings(path, rows)
+            aligned = _align(rows, cached_rows, vectors)
+            if aligned is not None:
+                return aligned, meta
+    if examples is None:
         where = f"no usable embeddings at {path}" if path else "no embeddings given"
         raise ValueError(f"strategy {strategy!r} needs sentence embeddings: {where}; "
                          "pass the data file (`sftpick select DATA …`, `data=`) to compute them")
+    by_row = {e.row: e for e in examples}
     missing = [int(r) for r in rows if r not in by_row]
     if missing:
         raise ValueError(f"the data file has no record at row {missing[0]} of the scores "
                          f"({len(missing)} rows missing): is it the file that was scored?")
-    chosen = [by_row[r] for r in rows]
-    model = embedder or DEFAULT_EMBEDDER
-    meta = {"model": model, "text": text, "normalized": not model.startswith(LM_PREFIX),
-            "content_digest": content_digest([e.content_hash for e in chosen])}
-    vectors = _embed_unique(chosen, model, text)
+    meta = {**(wanted or vector_config(DEFAULT_EMBEDDER, text)), "content_digest": digest}
+    vectors = cached_vectors([by_row[r] for r in rows], meta, cache_dir)
     if path is not None:
         save_embeddings(path, rows, vectors, meta)
     return vectors, meta
+
+
+def _refuse_other_embedder(path: Path, meta: dict, wanted: dict | None, strategy: str) -> None:
+    if wanted is None:
+        return
+    keys = ("model", "revision", "text")
+    if any(meta.get(key, wanted[key]) != wanted[key] for key in keys):
+        made = ", ".join(f"{key} {meta.get(key)!r}" for key in keys)
+        asked = ", ".join(f"{key} {wanted[key]!r}" for key in keys)
+        raise ValueError(f"the vectors in {path} were made by {made}; strategy {strategy!r} asks for {asked}: "
+                         "remove the file or pass vectors made that way")
+
+
+def _table_digest(table: pa.Table, examples: list[Example] | None) -> str | None:
+    """What the table's records were (their content digest), to tell a vectors file made for them."""
+    if "content_hash" in table.column_names:
+        return content_digest(table.column("content_hash").to_pylist())
+    if examples is None:
+        return None
+    by_row = {e.row: e.content_hash for e in examples}
+    return content_digest([by_row[r] for r in table.column("row").to_pylist() if r in by_row])
 
 
 def _align(rows: np.ndarray, cached_rows: np.ndarray, vectors: np.ndarray) -> np.ndarray | None:
@@ -58,27 +85,6 @@ def _align(rows: np.ndarray, cached_rows: np.ndarray, vectors: np.ndarray) -> np
     if len(order) == 0 or not np.array_equal(cached_rows[order][at], rows):
         return None
     return vectors[order[at]]
-
-
-def _matches(meta: dict, cached_rows: np.ndarray, by_row: dict[int, Example]) -> bool:
-    """Whether the cached vectors were made from these records (when the file says)."""
-    if "content_digest" not in meta:
-        return True
-    if any(int(r) not in by_row for r in cached_rows):
-        return False
-    return meta["content_digest"] == content_digest([by_row[int(r)].content_hash for r in cached_rows])
-
-
-def _embed_unique(examples: list[Example], model: str, text: str) -> np.ndarray:
-    """Identical records are embedded once."""
-    slot: dict[str, int] = {}
-    unique: list[Example] = []
-    for example in examples:
-        if example.content_hash not in slot:
-            slot[example.content_hash] = len(unique)
-            unique.append(example)
-    vectors = embed_examples(unique, model=model, text=text, progress=len(unique) > 5000)
-    return vectors[[slot[e.content_hash] for e in examples]]
 
 
 def embed_records(examples: list[Example], meta: dict) -> np.ndarray:
