@@ -48,7 +48,7 @@ def _assert_same(one: dict, two: dict, rtol: float = 0.0) -> None:
             assert two[name] == values, name
 
 
-def test_len_and_mtld_give_the_local_table(cluster, tmp_path, real_records_path):
+def test_len_and_mtld_stay_in_the_driver_and_give_the_local_table(cluster, tmp_path, real_records_path):
     local = _table(real_records_path, scorers=["len", "mtld"])
     output = tmp_path / "scores.parquet"
     on_ray = _table(real_records_path, output, scorers=["len", "mtld"], engine="ray", workers=2)
@@ -74,7 +74,10 @@ def test_knn_embeds_on_the_actors_and_gives_the_local_table(cluster, tmp_path, r
 
 
 class DiesOnce(LengthScorer):
-    """`len`, except that the worker which finds the marker file deletes it and SIGKILLs its own process."""
+    """`len`, except that the worker which finds the marker file deletes it and SIGKILLs its own
+    process; it says it runs a model, so the engine ships it to the actors as it does IFD."""
+
+    runs_a_model = True
 
     def __init__(self, model: str = "smollm2-135m", *, trust_remote_code: bool = False, marker: str = ""):
         super().__init__(model, trust_remote_code=trust_remote_code)
@@ -154,7 +157,7 @@ def test_a_run_that_cannot_make_progress_fails_in_bounded_time(cluster, monkeypa
     started = time.perf_counter()
     try:
         with pytest.raises(EngineError, match="made no progress for 5 s"):
-            sftpick.score(real_records_path, scorers=["mtld"], engine="ray", progress=False)
+            sftpick.score(real_records_path, scorers=["knn_6"], engine="ray", progress=False)
         assert time.perf_counter() - started < 30
         time.sleep(6)  # Ray Data gives up on the actors 5 s after sftpick does and ends that execution
     finally:

@@ -13,16 +13,19 @@ that a killed worker had to redo is saved once.
 What an engine reads from a scorer (the scorer contract, see scorers/__init__.py too):
 `name`, `columns`, `config()` (the cache key: known before `setup()`, so it needs no model),
 `setup()`, `score(batch)`, and these optional class attributes (`TRAITS`: default False):
-`embeds` (kNN: `score(batch)` returns `{"vector": [n, d]}`, scored anywhere like any batch
-and cached per record under `vector_config()`, not `config()`; then `search(vectors)`, the
-global step, runs once in the driver over every distinct example's vector), `derived` (columns computed from the others by `derive`, in the driver; never
-sharded), `runs_a_model` (worth a worker process per core or GPU on the local engine),
-`keeps_journal` (saves each record as it finishes through `open_journal(Journal)`: the
-judge; stays in the driver on every engine, see engines/ray.py). Optional methods and
-attributes set by `setup()`: `cost(examples)` (sort and batch by length), `token_budget_`
-and `piece_cost_` (how much of a shard one in-process call takes, for progress), `stats_`
-(figures for the manifest). A worker rebuilds the scorer from its constructor arguments,
-read back from the attributes of the same names (`pool.constructor_params`).
+- `runs_a_model`: worth a worker process or a Ray actor. Scorers without one stay in the
+  driver on every engine: shipping a record costs more than scoring it.
+- `embeds` (kNN): `score(batch)` returns `{"vector": [n, d]}`, scored like any batch and
+  cached per record under `vector_config()`, not `config()`; then `search(vectors)`, the
+  global step, runs once in the driver over every distinct example's vector.
+- `derived`: columns computed from the others by `derive`, in the driver; never sharded.
+- `keeps_journal`: saves each record as it finishes through `open_journal(Journal)` (the
+  judge); stays in the driver on every engine, see engines/ray.py.
+Optional methods and attributes set by `setup()`: `cost(examples)` (sort and batch by
+length), `token_budget_` and `piece_cost_` (how much of a shard one in-process call takes,
+for progress), `stats_` (figures for the manifest). A worker rebuilds the scorer from its
+constructor arguments, read back from the attributes of the same names
+(`pool.constructor_params`).
 """
 from __future__ import annotations
 

@@ -150,9 +150,8 @@ class _Run:
             costs = scorer.cost(pending)
             order = np.argsort(costs, kind="stable")
             pending, costs, todo = [pending[i] for i in order], costs[order], todo[order]
-        cheap = not (trait(scorer, "runs_a_model") or trait(scorer, "keeps_journal"))
-        if cheap and not self.engine.distributes(scorer, 2):
-            shard_size = 0  # cheap scorers kept here (len, mtld): the chunk is one shard, in pieces; big batches run faster
+        if not (trait(scorer, "runs_a_model") or trait(scorer, "keeps_journal")):
+            shard_size = 0  # cheap scorers (len, mtld), kept here by every engine: the chunk is one shard, in pieces
         shard_size = shard_size or max(len(pending), 1)
         shards = [range(start, min(start + shard_size, len(pending))) for start in range(0, len(pending), shard_size)]
         for span, result in _scored_shards(scorer, pending, costs, shards, self.engine, advance):

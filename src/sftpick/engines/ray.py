@@ -16,11 +16,16 @@ Ray Data's streaming executor runs the map.
 - A killed actor is restarted by Ray and its shard retried (Ray Data's defaults for actor
   pools); the driver takes each shard index once and alone writes the resume cache, keyed
   by content hash, so nothing is lost or saved twice.
-- Whole-dataset scorers (kNN's global search) and derived ones stay in the driver, and so
-  does the judge (`keeps_journal`): its work is HTTP requests to a server that is the
-  bottleneck, already concurrent (`--concurrency`) in one process; actors would multiply
-  that concurrency behind the user's back and could save a rating only with its whole
-  shard, where the driver journals each rating the moment it arrives.
+- Actors run the scorers that run a model (IFD, kNN's embedding step, reward, DEITA), as
+  the local engine's worker processes do. Scorers without one (`len`, `mtld`) stay in the
+  driver, which reads and hashes every record anyway: shipping a record to an actor costs
+  more than scoring it there, and each chunk's map starts its own actor pool (at 100k
+  records, `len,mtld` took 180.2 s on actors against 16.1 s in the driver; see docs/scale.md).
+- kNN's global search and derived scorers stay in the driver, and so does the judge
+  (`keeps_journal`): its work is HTTP requests to a server that is the bottleneck, already
+  concurrent (`--concurrency`) in one process; actors would multiply that concurrency behind
+  the user's back and could save a rating only with its whole shard, where the driver
+  journals each rating the moment it arrives.
 """
 from __future__ import annotations
 
@@ -110,7 +115,7 @@ class RayEngine:
             ray.shutdown()
 
     def distributes(self, scorer, n_shards: int) -> bool:
-        return n_shards > 0 and not (trait(scorer, "derived") or trait(scorer, "keeps_journal"))
+        return n_shards > 0 and trait(scorer, "runs_a_model") and not trait(scorer, "keeps_journal")
 
     def scored_shards(self, scorer, shards: list[list[Example]]) -> Iterator[tuple[int, dict]]:
         """(shard index, scores) as the actors finish them; each index once."""
