@@ -300,6 +300,7 @@ def load_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto"):
 
     source = str(embedded_embedder_path()) if name == DEFAULT_EMBEDDER else name
     hub = hub_kwargs(source, "embedding model")
+    _quiet_transformers()
     try:
         return SentenceTransformer(source, device=resolve_device(device), **hub)
     except (OSError, ValueError) as error:

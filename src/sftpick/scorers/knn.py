@@ -19,7 +19,7 @@ import numpy as np
 
 from ..embeddings import EMBED_TEXTS, VECTOR, VECTOR_DTYPES, embed_examples, vector_config
 from ..examples import Example
-from ..models import DEFAULT_EMBEDDER, _quiet_transformers, resolve_device
+from ..models import DEFAULT_EMBEDDER, resolve_device
 from . import register
 
 INDEXES = ("exact", "hnsw", "ivf")
@@ -60,7 +60,6 @@ class KnnScorer:
 
     def setup(self) -> None:
         self.check()
-        _quiet_transformers()
         self.stats_: dict = {}
 
     def vector_config(self) -> dict:
