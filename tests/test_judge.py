@@ -10,15 +10,14 @@ so both the score and the reject path run on real replies."""
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 
 import pytest
-from judge_servers import FaultProxy, embedded_model_folder, record_of, serving, transformers_serve
+from judge_servers import FaultProxy, embedded_model_folder, serving, transformers_serve
+from processes import kill_when
 
 import sftpick
 from sftpick.api import build_scorers
@@ -215,17 +214,10 @@ def test_a_killed_run_resumes_from_its_journal(direct, judge_server, records, tm
     url, model = judge_server
     data, prompt = records
     out = tmp_path / "scores.parquet"
-    process = subprocess.Popen([sys.executable, "-m", "sftpick.cli", "score", str(data), "-o", str(out),
-                                "--scorers", "judge", "--judge-url", url, "--judge-model", model, "--judge-prompt",
-                                prompt, "--concurrency", "1", "--judge-max-tokens", "4", "--no-progress"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while len(_journal_lines(tmp_path)) < 2:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline, "no rating was saved in 4 minutes"
-        time.sleep(0.1)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when([sys.executable, "-m", "sftpick.cli", "score", str(data), "-o", str(out), "--scorers", "judge",
+               "--judge-url", url, "--judge-model", model, "--judge-prompt", prompt, "--concurrency", "1",
+               "--judge-max-tokens", "4", "--no-progress"],
+              lambda: len(_journal_lines(tmp_path)) >= 2, what="two ratings saved", within=240, poll=0.1)
     saved = len(_journal_lines(tmp_path))
     assert 2 <= saved < N_RECORDS and not out.exists()
     proxy = FaultProxy(url, first=(), rate=0.0)

@@ -1,13 +1,10 @@
 """A scoring run killed with SIGKILL and started again does not rescore finished records
 and ends with the same table as an uninterrupted run."""
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
+from processes import kill_when
 
 import sftpick
 
@@ -17,14 +14,7 @@ def test_killed_run_resumes_without_rescoring(tmp_path, real_records_path):
     shards = tmp_path / "scores.parquet.cache"
     command = [sys.executable, "-m", "sftpick.cli", "score", str(real_records_path), "-o", str(out),
                "--device", "cpu", "--shard-size", "4", "--chunk-size", "4", "--no-progress"]  # a saved part per chunk
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while len(list(shards.glob("*/shard-*.parquet"))) < 2:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.time() < deadline, "no shard was written in 5 minutes"
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: len(list(shards.glob("*/shard-*.parquet"))) >= 2, what="two shards written")
     assert not out.exists()
     finished = sum(pq.read_metadata(p).num_rows for p in shards.glob("*/shard-*.parquet"))
     assert 2 * 4 <= finished < 26

@@ -2,16 +2,14 @@
 as whole reads, one bad line is one reject with its line, content repeated across chunks is
 scored once, and a `run` killed with SIGKILL resumes from the parts it finished."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from processes import kill_when
 
 import sftpick
 from sftpick import io
@@ -127,15 +125,9 @@ def test_a_killed_run_resumes_from_its_finished_parts(tmp_path, real_records_pat
     out = tmp_path / "out"
     command = [sys.executable, "-m", "sftpick.cli", "run", str(data), "-o", str(out), "--scorers", "len,mtld",
                "--by", "len", "--budget", "5%", "--chunk-size", str(chunk), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     parts = out / "cache"
-    deadline = time.time() + 300
-    while len(list(parts.glob("mtld-*/shard-*.parquet"))) < 3:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.time() < deadline, "no part was written in 5 minutes"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: len(list(parts.glob("mtld-*/shard-*.parquet"))) >= 3,
+              what="three mtld parts written", poll=0.02)
     assert not (out / "manifest.json").exists()
     finished = sum(pq.read_metadata(p).num_rows for p in parts.glob("mtld-*/shard-*.parquet"))
     assert finished % chunk == 0 and 3 * chunk <= finished < n  # whole parts only, and not all of them

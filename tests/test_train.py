@@ -6,14 +6,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from processes import kill_when
 from typer.testing import CliRunner
 
 import sftpick.api as api
@@ -175,15 +173,8 @@ def test_killed_eval_finishes_only_the_missing_arms(tmp_path, records):
     command = [sys.executable, "-m", "sftpick.cli", "eval", "--train", str(train), "--baseline", "random",
                "--pool", str(pool), "--eval-set", str(heldout), "--device", "cpu",
                "--no-progress", "-o", str(out), *options]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    deadline = time.time() + 300
-    while not [p for p in (out / "arms").glob("*.json") if not p.name.startswith("base-")]:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.time() < deadline, "no fine-tune finished in 5 minutes"
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: any(not p.name.startswith("base-") for p in (out / "arms").glob("*.json")),
+              what="a fine-tune finished", env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     finished = {p.name for p in (out / "arms").glob("*.json") if not p.name.startswith("base-")}
     assert len(finished) == 1 and not (out / "result.json").exists()
     first = {p.name: p.read_text() for p in (out / "arms").glob("*.json")}
