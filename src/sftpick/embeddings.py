@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cache import ShardStore, column_values, digests, matrix_column
+from .cache import DigestIndex, ShardStore, column_values, digests, matrix_column
 from .examples import Example
 from .models import DEFAULT_EMBEDDER, embedder_revision, load_embedder
 from .writers import sibling, write_parquet
@@ -105,25 +105,22 @@ def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None
     `cache_dir` where done, the rest embedded (identical records once) and saved there."""
     keys = digests([e.content_hash for e in examples])
     store = ShardStore(cache_dir, "vectors", config) if cache_dir is not None else None
-    index, cached = store.load() if store else (None, None)
-    found = index.find(keys) if index is not None else np.full(len(keys), -1, dtype=np.int64)
-    out = np.empty((len(examples), 0), dtype=np.float32)
-    if (found >= 0).any():
-        out = np.zeros((len(examples), cached.schema.field(VECTOR).type.list_size), dtype=np.float32)
-        hit = np.flatnonzero(found >= 0)
-        out[hit] = column_values(cached.column(VECTOR).take(pa.array(found[hit])))
-    todo = np.flatnonzero(found < 0)
+    index, cached = store.load() if store else (DigestIndex(), None)
+    found = index.find(keys)
+    hit, todo = np.flatnonzero(found >= 0), np.flatnonzero(found < 0)
+    parts = [(hit, column_values(cached.column(VECTOR).take(pa.array(found[hit]))))] if len(hit) else []
     if len(todo):
-        distinct, first, inverse = np.unique(keys[todo], return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(keys[todo], return_index=True, return_inverse=True)
         fresh = [examples[todo[i]] for i in first]
         vectors = embed_examples(fresh, model=config["model"], text=config["text"], device=device,
                                  progress=len(fresh) > 5000).astype(config["dtype"])
         if store:
             store.save([e.content_hash for e in fresh], {VECTOR: vectors})
             store.flush()
-        if out.shape[1] == 0:
-            out = np.zeros((len(examples), vectors.shape[1]), dtype=np.float32)
-        out[todo] = vectors[inverse.ravel()]
+        parts.append((todo, vectors[inverse.ravel()]))
+    out = np.zeros((len(examples), parts[0][1].shape[1] if parts else 0), dtype=np.float32)
+    for where, values in parts:
+        out[where] = values
     return out
 
 
