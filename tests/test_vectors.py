@@ -69,10 +69,11 @@ def test_a_vectors_file_made_by_another_embedder_revision_is_refused(tmp_path, v
     save_embeddings(path, table.column("row").to_numpy(), vectors, {**asked, "revision": "local:0000"})
     with pytest.raises(ValueError, match=r"made by model 'all-minilm-l6-v2', revision 'local:0000'.*"
                                          r"strategy 'pre_experience' asks for .*revision 'local:(?!0000)"):
-        table_vectors(table, np.arange(30), path, examples, "pre_experience", "all-minilm-l6-v2", "whole")
+        table_vectors(table, np.arange(30), path, lambda: examples, "pre_experience", "all-minilm-l6-v2", "whole")
     save_embeddings(path, table.column("row").to_numpy(), vectors, asked)  # made as asked: used, nothing embedded
     monkeypatch.setattr("sftpick.embeddings.embed_examples", _no_embedding)
-    got, meta = table_vectors(table, np.array([4, 2]), path, examples, "pre_experience", "all-minilm-l6-v2", "whole")
+    got, meta = table_vectors(table, np.array([4, 2]), path, lambda: examples, "pre_experience", "all-minilm-l6-v2",
+                              "whole")
     np.testing.assert_array_equal(got, vectors[[4, 2]])
 
 
@@ -97,6 +98,15 @@ def test_selectors_read_their_candidates_vectors_only_in_blocks(tmp_path, monkey
     monkeypatch.setattr("sftpick.embeddings.embed_examples", _no_embedding)
     selection = api.select(out / "scores.parquet", 4, strategy="kcenter", by="len", pool=12)
     assert seen["shape"] == (12, 384) and len(selection.rows) == 4  # the pool's vectors, from the file
+
+
+def test_run_with_knn_vectors_does_not_read_its_input_again_to_select(tmp_path, monkeypatch):
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("the input was read again although the kNN vectors cover every candidate")
+    monkeypatch.setattr("sftpick.api.read_dataset", no_second_read)
+    _, selection = sftpick.run(FIXTURE, tmp_path / "out", 5, scorers=["len", "knn_6"], by="len",
+                               strategy="kcenter", progress=False)
+    assert len(selection.rows) == 5 and selection.params["embeddings"]["model"] == "all-minilm-l6-v2"
 
 
 def test_knn_embeds_in_worker_processes_with_the_same_result(tmp_path):

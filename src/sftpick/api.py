@@ -2,6 +2,7 @@
 train/api.py). Input is validated here, once."""
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -11,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +23,7 @@ from .cache import content_digest
 from .embeddings import embeddings_path, save_embeddings
 from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
+from .examples import Example
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
 from .io import CHUNK_RECORDS, Dataset, Reject, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
@@ -352,7 +355,7 @@ def _strategy_inputs(strategy: str, table: pa.Table, candidates: np.ndarray, opt
         embedder = options.get("embedder", defaults.get("embedder"))  # a strategy's own (pre_experience: the LM's)
         if embedder and path is not None:
             path = sibling(path, "-" + re.sub(r"[^\w.-]+", "_", embedder) + ".parquet")
-        vectors, meta = table_vectors(table, candidates, path, dataset.examples if dataset else None, strategy,
+        vectors, meta = table_vectors(table, candidates, path, _records_of(dataset), strategy,
                                       embedder, options.get("embed_text", defaults.get("embed_text", "whole")),
                                       Path(cache_dir) if cache_dir else None)
     options = dict(options)
@@ -387,7 +390,7 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
-                           where=where, strategy=strategy, pool=pool, data=_records_for(strategy, scored.dataset),
+                           where=where, strategy=strategy, pool=pool, data=scored.dataset,
                            embeddings=vectors_file, cache_dir=out / "cache",
                            **strategy_options)
         table = stamp(with_selection(scored.table, selection), scored.dataset, run_id, manifest=True)
@@ -403,12 +406,16 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str, *,
     return scored, selection
 
 
-def _records_for(strategy: str, dataset: Dataset) -> Dataset | None:
-    """The scored records in memory when the strategy may need to embed them, else None (the
-    table was just made from this input: nothing to align)."""
-    if not getattr(SELECTORS[strategy], "needs_embeddings", False):
+def _records_of(dataset: Dataset | None) -> Callable[[], list[Example]] | None:
+    """The dataset's records, read when first asked for: a streamed input (the one `run` just
+    scored, not held in memory) is read again only if vectors must be computed from it."""
+    if dataset is None:
         return None
-    return read_dataset(dataset.path, dataset.format)
+
+    @functools.cache
+    def records() -> list[Example]:
+        return dataset.examples if dataset.examples is not None else read_dataset(dataset.path, dataset.format).examples
+    return records
 
 
 def with_selection(table: pa.Table, selection: Selection) -> pa.Table:

@@ -8,6 +8,7 @@ asks for is refused, never silently used."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -24,14 +25,16 @@ def default_path(scores: object) -> Path | None:
     return embeddings_path(scores) if isinstance(scores, (str, Path)) else None
 
 
-def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None, examples: list[Example] | None,
+def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None,
+                  records: Callable[[], list[Example]] | None,
                   strategy: str, embedder: str | None = None, text: str = "whole",
                   cache_dir: Path | None = None) -> tuple[np.ndarray, dict]:
     """(vectors of the table's `candidates` positions, in that order; the embeddings' meta:
     model, revision, text, …). Vectors of any sentence embedder serve, unless the strategy asks
-    for an `embedder` of its own: then only that model's (and revision's) vectors of `text`."""
+    for an `embedder` of its own: then only that model's (and revision's) vectors of `text`.
+    `records()` gives the scored records, called only when vectors must be computed."""
     rows = table.column("row").to_numpy()[candidates]
-    digest = _table_digest(table, examples)
+    digest = _table_digest(table, records)
     wanted = None if embedder is None else vector_config(embedder, text)
     if path is not None and path.exists():
         meta = embeddings_meta(path)
@@ -41,11 +44,11 @@ def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None, ex
             aligned = _align(rows, cached_rows, vectors)
             if aligned is not None:
                 return aligned, meta
-    if examples is None:
+    if records is None:
         where = f"no usable embeddings at {path}" if path else "no embeddings given"
         raise ValueError(f"strategy {strategy!r} needs sentence embeddings: {where}; "
                          "pass the data file (`sftpick select DATA …`, `data=`) to compute them")
-    by_row = {e.row: e for e in examples}
+    by_row = {e.row: e for e in records()}
     missing = [int(r) for r in rows if r not in by_row]
     if missing:
         raise ValueError(f"the data file has no record at row {missing[0]} of the scores "
@@ -68,13 +71,13 @@ def _refuse_other_embedder(path: Path, meta: dict, wanted: dict | None, strategy
                          "remove the file or pass vectors made that way")
 
 
-def _table_digest(table: pa.Table, examples: list[Example] | None) -> str | None:
+def _table_digest(table: pa.Table, records: Callable[[], list[Example]] | None) -> str | None:
     """What the table's records were (their content digest), to tell a vectors file made for them."""
     if "content_hash" in table.column_names:
         return content_digest(table.column("content_hash").to_pylist())
-    if examples is None:
+    if records is None:
         return None
-    by_row = {e.row: e.content_hash for e in examples}
+    by_row = {e.row: e.content_hash for e in records()}
     return content_digest([by_row[r] for r in table.column("row").to_pylist() if r in by_row])
 
 
