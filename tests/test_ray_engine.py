@@ -1,7 +1,7 @@
 """The ray engine on a real local Ray cluster (2 CPUs, started once for this module): the same
-table as the local engine, a worker killed mid-run loses and duplicates nothing, a run that
-cannot get resources or make progress fails with a clear message in bounded time, and the
-CLI's `--engine ray` joins a running cluster."""
+table as the local engine (JSONL and Parquet inputs read by Ray Data tasks), a worker killed
+mid-run loses and duplicates nothing, a run that cannot get resources or make progress fails
+with a clear message in bounded time, and the CLI's `--engine ray` joins a running cluster."""
 import json
 import os
 import signal
@@ -13,8 +13,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import pyarrow as pa
+from test_stream import varied_records, write_jsonl
+
 import sftpick
+from sftpick import io
 from sftpick.engines import EngineError
+from sftpick.io import Source
 from sftpick.scorers.length import LengthScorer
 
 ray = pytest.importorskip("ray", reason="the ray engine needs pip install 'sftpick[ray]'")
@@ -71,6 +76,57 @@ def test_knn_embeds_on_the_actors_and_gives_the_local_table(cluster, tmp_path, r
     on_ray = _table(real_records_path, tmp_path / "scores.parquet", scorers=["knn_6"], engine="ray", workers=2)
     _assert_same(local[0], on_ray[0], rtol=1e-5)  # the embedding step on the actors, the search here
     assert (tmp_path / "scores.embeddings.parquet").exists()
+
+
+@pytest.fixture
+def damaged_jsonl(tmp_path, real_records_path):
+    """60 records, the first 15 repeated at the end, one line not UTF-8, CRLF endings."""
+    records = varied_records(real_records_path, 60)
+    lines = write_jsonl(tmp_path / "d.jsonl", records + records[:15]).rstrip(b"\n").split(b"\n")
+    lines[40] = lines[40].replace(b"caf\xc3\xa9", b"caf\xe9")
+    (tmp_path / "d.jsonl").write_bytes(b"\r\n".join(lines) + b"\r\n")
+    return tmp_path / "d.jsonl"
+
+
+def test_ray_data_reads_a_jsonl_input_in_parts_and_gives_the_local_table(cluster, tmp_path, damaged_jsonl,
+                                                                        monkeypatch):
+    """Read tasks run while kNN's actors embed (2 CPUs): parts of ~2 KB, chunks of 16 records."""
+    monkeypatch.setattr(io, "PART_BYTES", 2000)
+    assert len(Source(damaged_jsonl).parts()) > 10
+    options = {"scorers": ["len", "knn_3"], "chunk_size": 16}
+    local = _table(damaged_jsonl, **options)
+    on_ray = _table(damaged_jsonl, tmp_path / "s.parquet", engine="ray", workers=2, **options)
+    _assert_same(local[0], on_ray[0], rtol=1e-5)
+    assert on_ray[0]["row"] == [r for r in range(75) if r != 40]
+    assert len(on_ray[1]) == 1 and on_ray[1][0][0] == 40 and on_ray[1][0][1].startswith("not valid UTF-8")
+    (reject,) = [json.loads(line) for line in (tmp_path / "s.rejects.jsonl").read_text().splitlines()]
+    assert (reject["row"], reject["line"]) == (40, 41)
+    manifest = json.loads((tmp_path / "s.manifest.json").read_text())
+    assert manifest["input"]["sha256"] == sftpick.writers.file_sha256(damaged_jsonl)
+    assert [manifest["counts"][k] for k in ("input", "scored", "rejected")] == [75, 74, 1]
+
+
+def test_ray_data_reads_a_parquet_input_by_row_groups(cluster, tmp_path, real_records_path):
+    records = varied_records(real_records_path, 40)
+    records[3] = {"instruction": "a record without output"}
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "d.parquet", row_group_size=9)
+    local = _table(tmp_path / "d.parquet", scorers=["len", "mtld"], chunk_size=10)
+    on_ray = _table(tmp_path / "d.parquet", scorers=["len", "mtld"], chunk_size=10, engine="ray")
+    _assert_same(local[0], on_ray[0])
+    assert local[1] == on_ray[1] == [(3, "missing field 'output'")]
+
+
+def test_an_input_the_workers_cannot_read_is_a_clear_error(cluster, tmp_path, damaged_jsonl, monkeypatch):
+    """As on a cluster whose nodes do not see the driver's disk: here the file goes after the
+    driver has cut it into parts."""
+    from sftpick.engines import make_engine
+
+    source = Source(damaged_jsonl)
+    parts = source.parts(3000)
+    monkeypatch.setattr(source, "parts", lambda: parts)
+    damaged_jsonl.unlink()
+    with make_engine("ray") as engine, pytest.raises(EngineError, match="not readable on a Ray worker's node"):
+        list(engine.chunks(source, 16))
 
 
 class DiesOnce(LengthScorer):

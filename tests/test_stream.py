@@ -157,3 +157,46 @@ def test_scorer_rejects_keep_their_rows_lines_and_records_across_chunks(tmp_path
     assert result.table.column("row").to_pylist() == [0, 1, 2, 4, 5, 6]
     assert result.timings["ifd"]["scored_now"] == 7  # the repeat of row 3 is not scored again
     assert result.counts == {"input": 8, "scored": 6, "rejected": 2}
+
+
+def _summary_of_chunks(chunks) -> list:
+    return [[(e.row, e.line, e.id, e.content_hash) for e in c.examples] + [(r.row, r.line, r.reason) for r in c.rejects]
+            for c in chunks]
+
+
+@pytest.mark.parametrize("part_bytes", [1, 300, 5000, 1 << 30])
+def test_jsonl_parts_read_alone_give_the_records_of_the_whole_read(tmp_path, real_records_path, monkeypatch,
+                                                                    part_bytes):
+    """What the ray engine's read tasks do: parts cut at any byte, CRLF and blank lines, a line
+    that is not UTF-8 and a last line without a newline keep their rows, lines and rejects."""
+    data = write_jsonl(tmp_path / "d.jsonl", varied_records(real_records_path, 40))
+    lines = data.rstrip(b"\n").split(b"\n")
+    lines[9] = lines[9].replace(b"caf\xc3\xa9", b"caf\xe9")
+    lines[20:20] = [b"", b"  "]
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\r\n".join(lines))  # CRLF, no newline after the last record
+    whole = Source(path)
+    expected = _summary_of_chunks(whole.chunks(16))
+    monkeypatch.setattr(io, "_BLOCK", 97)  # parts and blocks cut lines at every place
+    source = Source(path)
+    parts = source.parts(part_bytes)
+    assert parts[0].start == 0 and parts[-1].end == path.stat().st_size
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    got = _summary_of_chunks(source.regroup((source.read_part(p) for p in parts), 16))
+    assert got == expected
+    assert [r[:2] for r in expected[0] if len(r) == 3 and r[2].startswith("not valid UTF-8")] == [(9, 10)]
+    assert (source.sha256, source.n_records) == (whole.sha256, whole.n_records) == (whole.sha256, 40)
+
+
+def test_parquet_row_groups_read_alone_give_the_records_of_the_whole_read(tmp_path, real_records_path):
+    records = varied_records(real_records_path, 30)
+    records[4] = {"instruction": "no output"}
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "d.parquet", row_group_size=7)
+    whole = Source(tmp_path / "d.parquet")
+    expected = _summary_of_chunks(whole.chunks(8))
+    source = Source(tmp_path / "d.parquet")
+    parts = source.parts()
+    assert len(parts) == 5
+    assert _summary_of_chunks(source.regroup((source.read_part(p) for p in parts), 8)) == expected
+    assert (source.sha256, source.n_records) == (whole.sha256, 30)
+    assert Source(tmp_path / "d.parquet").parts() is not None and Source(real_records_path).parts() is None

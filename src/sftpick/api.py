@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +25,7 @@ from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
 from .examples import Example
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
-from .io import CHUNK_RECORDS, Dataset, Reject, Source, read_dataset
+from .io import CHUNK_RECORDS, Chunk, Dataset, Reject, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
@@ -176,7 +176,7 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
     read_rejects: list[Reject] = []
     engine_keys = ("engine", "workers", "ray_address", "gpus_per_worker")
     with make_engine(**{key: settings[key] for key in engine_keys}) as engine:
-        scored = score_stream(_examples(source, read_rejects, settings["chunk_size"]),
+        scored = score_stream(_examples(engine.chunks(source, settings["chunk_size"]), read_rejects),
                               [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
                               source=str(source.path), progress=progress, shard_size=settings["shard_size"],
                               engine=engine, total=source.estimate())
@@ -225,9 +225,9 @@ def _device_used(device: str | None, settings: dict) -> str:
     return resolve_device("auto")
 
 
-def _examples(source: Source, rejects: list[Reject], size: int):
-    """The source's examples, `size` records at a time; its read rejects gathered into `rejects`."""
-    for chunk in source.chunks(size):
+def _examples(chunks: Iterator[Chunk], rejects: list[Reject]) -> Iterator[list[Example]]:
+    """The chunks' examples; their read rejects gathered into `rejects`."""
+    for chunk in chunks:
         rejects += chunk.rejects
         yield chunk.examples
 

@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -64,7 +64,17 @@ class Chunk:
     rejects: list[Reject]
 
 
+@dataclass(frozen=True)
+class Part:
+    """A piece of an input file that a worker reads alone: bytes [start, end) of a JSONL file
+    (whole lines, the first numbered `first_line`), or row groups [start, end) of a Parquet file."""
+    start: int
+    end: int
+    first_line: int
+
+
 CHUNK_RECORDS = 10_000  # records per chunk: memory holds one chunk of Examples, never the whole input
+PART_BYTES = 8 << 20  # of a JSONL file per part read by a worker (engine ray)
 MAX_RECORD_BYTES = 256 << 20  # a JSON array element longer than this is damage; reading stops there
 _BLOCK = 1 << 20  # bytes read at a time
 
@@ -93,26 +103,70 @@ class Source:
     def chunks(self, size: int = CHUNK_RECORDS) -> Iterator[Chunk]:
         """The records, `size` at a time, in file order."""
         digest = hashlib.sha256()
-        chunk, row = Chunk([], []), -1
-        for row, (line, value, text, error) in enumerate(items_of(self.path, self.kind, digest)):
+        yield from self.regroup([self.records(items_of(self.path, self.kind, digest))], size)
+        self.sha256 = digest.hexdigest() if self.kind != "parquet" else _file_sha256(self.path)
+
+    def records(self, items: Iterable[Item]) -> Iterator[Example | Reject]:
+        """Each item as an Example or a Reject, rows numbered from 0 (`regroup` shifts them)."""
+        for row, (line, value, text, error) in enumerate(items):
             try:
                 if error:
                     raise InvalidRecord(error)
                 example = to_example(value, row, self.format)
                 example.line = line
-                chunk.examples.append(example)
+                yield example
             except InvalidRecord as reason:
-                if self.strict:
-                    where = f"line {line}" if line else f"row {row}"
-                    raise InvalidRecord(f"{self.path}, {where}: {reason} (--strict stops at the first bad record)")
-                chunk.rejects.append(Reject(str(self.path), row, line, "read", str(reason), text if error else value))
-            if len(chunk.examples) + len(chunk.rejects) >= size:
-                yield chunk
-                chunk = Chunk([], [])
+                yield Reject(str(self.path), row, line, "read", str(reason), text if error else value)
+
+    def regroup(self, parts: Iterable[Iterable[Example | Reject]], size: int) -> Iterator[Chunk]:
+        """Consecutive parts of the file, each with rows numbered from 0, as chunks of `size`
+        records with rows numbered through the file; sets `n_records` at the end."""
+        chunk, offset = Chunk([], []), 0
+        for part in parts:
+            count = 0
+            for count, record in enumerate(part, 1):
+                record.row += offset
+                if isinstance(record, Example):
+                    chunk.examples.append(record)
+                elif self.strict:
+                    where = f"line {record.line}" if record.line else f"row {record.row}"
+                    raise InvalidRecord(f"{self.path}, {where}: {record.reason} "
+                                        "(--strict stops at the first bad record)")
+                else:
+                    chunk.rejects.append(record)
+                if len(chunk.examples) + len(chunk.rejects) >= size:
+                    yield chunk
+                    chunk = Chunk([], [])
+            offset += count
         if chunk.examples or chunk.rejects:
             yield chunk
-        self.n_records = row + 1
-        self.sha256 = digest.hexdigest() if self.kind != "parquet" else _file_sha256(self.path)
+        self.n_records = offset
+
+    def parts(self, part_bytes: int | None = None) -> list[Part] | None:
+        """Pieces of the file that a worker reads alone (`read_part`), in file order: about
+        `part_bytes` of whole lines of a JSONL file, or one row group of a Parquet file; sets
+        `sha256`. None for a JSON array, whose records can only be found by walking it."""
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            self.sha256 = _file_sha256(self.path)
+            return [Part(group, group + 1, 0) for group in range(pq.ParquetFile(self.path).num_row_groups)]
+        if self.kind == "json":
+            return None
+        digest = hashlib.sha256()
+        parts = _jsonl_parts(self.path, part_bytes or PART_BYTES, digest)
+        self.sha256 = digest.hexdigest()
+        return parts
+
+    def read_part(self, part: Part) -> list[Example | Reject]:
+        """A part's records, rows numbered from 0 within it."""
+        if self.kind == "parquet":
+            return list(self.records(_parquet_items(self.path, [part.start])))
+        with open(self.path, "rb") as handle:
+            handle.seek(part.start)
+            blocks = _range_blocks(handle, part.end - part.start)
+            lines = _jsonl_lines(blocks, shape=False, first_line=part.first_line)
+            return list(self.records(_jsonl_item(number, line) for number, line in lines))
 
     def estimate(self) -> int | None:
         """About how many records the file holds, without parsing it (for progress): lines of
@@ -213,11 +267,13 @@ def _jsonl_items(path: Path, blocks: Iterator[bytes]) -> Iterator[Item]:
             _check_jsonl_shape(path, *line)
 
 
-def _jsonl_lines(blocks: Iterator[bytes], *, shape: bool = True) -> Iterator[tuple[int | None, bytes]]:
-    """(line number, line) for each non-blank line, read block by block; CRLF endings and a BOM
-    on a line (files joined with `cat`) are dropped. With `shape`, the first non-blank line is
-    also given once as (None, (number, line)) before it, for the file-level shape check."""
-    number, rest, first = 0, b"", shape
+def _jsonl_lines(blocks: Iterator[bytes], *, shape: bool = True,
+                 first_line: int = 1) -> Iterator[tuple[int | None, bytes]]:
+    """(line number, line) for each non-blank line, read block by block, the first numbered
+    `first_line`; CRLF endings and a BOM on a line (files joined with `cat`) are dropped. With
+    `shape`, the first non-blank line is also given once as (None, (number, line)) before it,
+    for the file-level shape check."""
+    number, rest, first = first_line - 1, b"", shape
     for block in itertools.chain(blocks, [b"\n"]):
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
@@ -301,6 +357,31 @@ def _check_jsonl_shape(path: Path, number: int, first: bytes) -> None:
     if first.startswith(b"[") and isinstance(_parse_json(first.decode("utf-8", "replace"))[0], list):
         raise UnreadableInput(f"{path}: line {number} holds a JSON array, not one record; expected JSON Lines, "
                               "one JSON object per line (a file that is one array should be named .json)")
+
+
+def _jsonl_parts(path: Path, part_bytes: int, digest) -> list[Part]:
+    """Parts of about `part_bytes`, each ending after a newline, with the number of its first
+    line; one pass over the file, which also feeds `digest`."""
+    parts, start, first_line, pos, newlines = [], 0, 1, 0, 0
+    with open(path, "rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+            counted = 0  # the newlines of block[:counted] are in `newlines`
+            while (cut := block.find(b"\n", max(start + part_bytes - pos, counted))) >= 0:
+                newlines += block.count(b"\n", counted, cut + 1)
+                parts.append(Part(start, pos + cut + 1, first_line))
+                start, first_line, counted = pos + cut + 1, newlines + 1, cut + 1
+            newlines += block.count(b"\n", counted)
+            pos += len(block)
+    if pos > start:
+        parts.append(Part(start, pos, first_line))
+    return parts
+
+
+def _range_blocks(handle, length: int) -> Iterator[bytes]:
+    while length > 0 and (block := handle.read(min(_BLOCK, length))):
+        length -= len(block)
+        yield block
 
 
 # ---------------------------------------------------------------- JSON array
@@ -428,12 +509,12 @@ def _skip_space(text: str, pos: int) -> int:
 
 # ---------------------------------------------------------------- Parquet
 
-def _parquet_items(path: Path) -> Iterator[Item]:
-    """Record by record, one batch of rows in memory at a time."""
+def _parquet_items(path: Path, row_groups: list[int] | None = None) -> Iterator[Item]:
+    """Record by record (of `row_groups` only, when given), one batch of rows in memory at a time."""
     import pyarrow.parquet as pq
 
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096, row_groups=row_groups)
         for batch in batches:
             try:
                 rows = [(record, None) for record in batch.to_pylist()]

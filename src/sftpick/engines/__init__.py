@@ -1,11 +1,14 @@
-"""Engines run scorers over shards of examples. `engines/local.py` owns the run (reading,
-dedup, sorting by cost, the resume cache, progress); an engine decides where a shard's
-`scorer.score(shard)` runs and yields `(shard index, {column: array})` in completion order:
+"""Engines read the input and run scorers over shards of examples. `engines/local.py` owns
+the run (dedup, sorting by cost, the resume cache, progress); an engine decides where the
+input is parsed (`chunks(source, size)`: chunks of records in file order) and where a shard's
+`scorer.score(shard)` runs (`scored_shards`: `(shard index, {column: array})` in completion
+order):
 
 - `local`: in this process, or with `workers` > 1 in worker processes (engines/pool.py),
-  only for scorers that run a model;
+  only for scorers that run a model; the input is read here;
 - `ray`: a Ray Data actor pool (engines/ray.py), `workers` actors, each with its own copy
-  of the scorer; `ray_address` joins a running cluster, else a local one starts.
+  of the scorer, and Ray Data tasks that parse the input's parts; `ray_address` joins a
+  running cluster, else a local one starts.
 
 Only the driver (this process) writes the resume cache, keyed by content hash, so a shard
 that a killed worker had to redo is saved once.
@@ -33,6 +36,7 @@ import re
 from typing import Iterator, Protocol
 
 from ..examples import Example
+from ..io import Chunk, Source
 
 TRAITS = ("embeds", "derived", "runs_a_model", "keeps_journal")
 
@@ -54,6 +58,9 @@ class Engine(Protocol):
     def __enter__(self) -> "Engine": ...
 
     def __exit__(self, *exc) -> None: ...
+
+    def chunks(self, source: Source, size: int) -> Iterator[Chunk]:
+        """The input's records, `size` at a time, in file order, rows numbered through the file."""
 
     def distributes(self, scorer, n_shards: int) -> bool:
         """Whether this scorer's shards go to `scored_shards` (else the caller scores them in-process)."""
@@ -78,6 +85,9 @@ class LocalEngine:
 
     def __exit__(self, *exc) -> None:
         pass
+
+    def chunks(self, source: Source, size: int) -> Iterator[Chunk]:
+        return source.chunks(size)
 
     def distributes(self, scorer, n_shards: int) -> bool:
         return self.workers > 1 and n_shards > 1 and trait(scorer, "runs_a_model")

@@ -21,6 +21,13 @@ Ray Data's streaming executor runs the map.
   driver, which reads and hashes every record anyway: shipping a record to an actor costs
   more than scoring it there, and each chunk's map starts its own actor pool (at 100k
   records, `len,mtld` took 180.2 s on actors against 16.1 s in the driver; see docs/scale.md).
+- Ray Data reads a JSONL or Parquet input: one task per part (`Source.parts`: about 8 MiB
+  of whole lines, or a row group) parses its records and hashes their content where it
+  runs, and the parts come back in file order. The driver finds the parts' boundaries (one
+  pass over the bytes, which also gives the file's SHA-256), numbers the rows, drops repeated
+  content against its digest index, keeps the resume cache and the rejects. A JSON array is
+  read in the driver: its records can only be found by walking it from the start. On a
+  cluster of several machines the input must be on storage every node sees.
 - kNN's global search and derived scorers stay in the driver, and so does the judge
   (`keeps_journal`): its work is HTTP requests to a server that is the bottleneck, already
   concurrent (`--concurrency`) in one process; actors would multiply that concurrency behind
@@ -40,6 +47,7 @@ from typing import Iterator
 import numpy as np
 
 from ..examples import Example
+from ..io import Chunk, Part, Source
 from . import EngineError, redact_address, trait
 from .pool import constructor_params
 
@@ -106,6 +114,8 @@ class RayEngine:
             raise EngineError(f"--workers {self.workers} with --gpus-per-worker {self.gpus_per_worker:g} needs "
                                f"{needed:g} GPU(s); the Ray cluster has {gpus:g}: lower one of them")
         self.cpus_per_worker_ = actor_cpus(cpus, self.workers)
+        # Half of what the actors leave, so the scoring map's own tasks still find CPU beside the reads.
+        self.cpus_per_read_ = max(0.1, min(1.0, (cpus - self.workers * self.cpus_per_worker_) / 2))
         self.cluster_ = {"cpus": cpus, "gpus": gpus}
 
     def __exit__(self, *exc) -> None:
@@ -113,6 +123,22 @@ class RayEngine:
 
         if getattr(self, "started_", False) and ray.is_initialized():
             ray.shutdown()
+
+    def chunks(self, source: Source, size: int) -> Iterator[Chunk]:
+        """The input as chunks of `size` records in file order, its parts parsed by Ray Data
+        tasks (a JSON array: read here)."""
+        import ray.data
+
+        parts = source.parts()
+        if parts is None:
+            yield from source.chunks(size)
+            return
+        items = [{"index": i, "start": p.start, "end": p.end, "first_line": p.first_line} for i, p in enumerate(parts)]
+        dataset = ray.data.from_items(items, override_num_blocks=min(len(items), _MAX_BLOCKS)).map_batches(
+            _read_parts, batch_size=1, num_cpus=self.cpus_per_read_, fn_kwargs={"source": source})
+        dataset.context.execution_options.preserve_order = True  # this dataset's own copy of the context
+        read = (records for _, records in _within(stall_seconds(), dataset.iter_rows(), self._stalled))
+        yield from source.regroup(read, size)
 
     def distributes(self, scorer, n_shards: int) -> bool:
         return n_shards > 0 and trait(scorer, "runs_a_model") and not trait(scorer, "keeps_journal")
@@ -138,7 +164,7 @@ class RayEngine:
                 yield index, result
 
     def _stalled(self, seconds: float) -> str:
-        return (f"the ray engine made no progress for {seconds:g} s (no shard finished): the cluster "
+        return (f"the ray engine made no progress for {seconds:g} s (no shard or part of the input finished): the cluster "
                 f"({self.cluster_['cpus']:g} CPUs, {self.cluster_['gpus']:g} GPUs) may be busy or unable to "
                 f"place {self.workers} worker(s) of {self.cpus_per_worker_:g} CPU and "
                 f"{self.gpus_per_worker:g} GPU; check `ray status`, lower --workers, or raise "
@@ -147,6 +173,7 @@ class RayEngine:
     def settings(self) -> dict:
         return {"engine": self.name, "workers": self.workers, "ray_address": redact_address(self.ray_address),
                 "gpus_per_worker": self.gpus_per_worker, "cpus_per_worker": getattr(self, "cpus_per_worker_", None),
+                "cpus_per_read": getattr(self, "cpus_per_read_", None),
                 "cluster": getattr(self, "cluster_", None)}
 
 
@@ -169,7 +196,7 @@ class _ShardScorer:
             self.error = error
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"index": batch["index"], "scores": np.array([self._score(shard) for shard in batch["shard"]],
+        return {"index": batch["index"], "result": np.array([self._score(shard) for shard in batch["shard"]],
                                                             dtype=object)}
 
     def _score(self, shard: bytes) -> bytes:
@@ -177,21 +204,44 @@ class _ShardScorer:
             result = self.error or self.scorer.score(pickle.loads(shard))
         except Exception as error:
             result = error
+        return _pickled(result)
+
+
+def _read_parts(batch: dict[str, np.ndarray], source: Source) -> dict[str, np.ndarray]:
+    """A Ray Data task: the records of each part (Examples with their content hashes, and
+    Rejects), or the error that stopped it."""
+    results = []
+    for start, end, first_line in zip(batch["start"], batch["end"], batch["first_line"]):
         try:
-            return pickle.dumps(result)
-        except Exception:  # an error that does not pickle: its text
-            return pickle.dumps(EngineError(f"a Ray worker failed: {type(result).__name__}: {result}"))
+            records = source.read_part(Part(int(start), int(end), int(first_line)))
+            for record in records:
+                if isinstance(record, Example):
+                    record.content_hash  # hashed here, not in the driver (a cached property: it travels)
+            results.append(records)
+        except FileNotFoundError:
+            results.append(EngineError(f"{source.path} is not readable on a Ray worker's node: on a cluster of "
+                                       "several machines, put the input on storage every node sees"))
+        except Exception as error:
+            results.append(error)
+    return {"index": batch["index"], "result": np.array([_pickled(r) for r in results], dtype=object)}
 
 
-def _within(seconds: float, rows, message) -> Iterator[tuple[int, dict]]:
-    """The rows' (index, scores), raising EngineError(message(seconds)) when none comes for
+def _pickled(result) -> bytes:
+    try:
+        return pickle.dumps(result)
+    except Exception:  # an error that does not pickle: its text
+        return pickle.dumps(EngineError(f"a Ray worker failed: {type(result).__name__}: {result}"))
+
+
+def _within(seconds: float, rows, message) -> Iterator[tuple[int, object]]:
+    """The rows' (index, result), raising EngineError(message(seconds)) when none comes for
     `seconds`: Ray waits for resources forever, the run must not."""
     results: queue.Queue = queue.Queue()
 
     def pull() -> None:
         try:
             for row in rows:
-                result = pickle.loads(row["scores"])
+                result = pickle.loads(row["result"])
                 results.put(result if isinstance(result, BaseException) else (int(row["index"]), result))
         except BaseException as error:  # raised in the caller's thread below
             results.put(error)
