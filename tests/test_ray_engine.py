@@ -21,6 +21,7 @@ from sftpick import io
 from sftpick.engines import EngineError
 from sftpick.io import Source
 from sftpick.scorers.length import LengthScorer
+from sftpick.writers import file_sha256
 
 ray = pytest.importorskip("ray", reason="the ray engine needs pip install 'sftpick[ray]'")
 
@@ -102,7 +103,7 @@ def test_ray_data_reads_a_jsonl_input_in_parts_and_gives_the_local_table(cluster
     (reject,) = [json.loads(line) for line in (tmp_path / "s.rejects.jsonl").read_text().splitlines()]
     assert (reject["row"], reject["line"]) == (40, 41)
     manifest = json.loads((tmp_path / "s.manifest.json").read_text())
-    assert manifest["input"]["sha256"] == sftpick.writers.file_sha256(damaged_jsonl)
+    assert manifest["input"]["sha256"] == file_sha256(damaged_jsonl)
     assert [manifest["counts"][k] for k in ("input", "scored", "rejected")] == [75, 74, 1]
 
 
