@@ -5,6 +5,7 @@ One run, same model, same real records (../shared/data): prints tokens/s of
   - sftpick: IFDScorer.score (length-sorted token-budget batches, cond+direct together,
     LM head only on scored positions), in this process;
   - sftpick --workers W: the local engine with W worker processes (threads split between them);
+  - sftpick --packing: as sftpick, each batch's sequences in one row without padding;
 and the roofline: matmul FLOP/s measured now ÷ (2 × parameters) tokens/s. Tokens are the
 tokens both implementations run through the model (conditional + direct sequences).
 Each figure is the median of --repeats runs; timings here swing ±20% run to run.
@@ -14,6 +15,7 @@ Each figure is the median of --repeats runs; timings here swing ±20% run to run
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import statistics
@@ -24,6 +26,7 @@ import torch
 
 from sftpick.engines.local import score_examples
 from sftpick.examples import to_example
+from sftpick.perplexity import SpanLoss
 from sftpick.scorers.ifd import IFDScorer
 from sftpick.templates import render_prompt
 
@@ -102,11 +105,15 @@ def main() -> None:
     params = sum(p.numel() for p in scorer.lm_.model.parameters())
     threads = torch.get_num_threads()
 
-    runs: dict[str, list[float]] = {"naive": [], "sftpick": [], f"sftpick --workers {args.workers}": [], "roofline": []}
+    packed = copy.copy(scorer)  # the same model, its batches packed
+    packed.loss_ = SpanLoss(scorer.lm_.model, pad_id=scorer.loss_.pad_id, packed=True)
+    runs: dict[str, list[float]] = {"naive": [], "sftpick": [], "sftpick --packing": [],
+                                    f"sftpick --workers {args.workers}": [], "roofline": []}
     for _ in range(args.repeats):  # interleaved, so drift hits every contender alike
         runs["roofline"].append(matmul_flops(scorer.lm_.device) / (2 * params))
         runs["naive"].append(tokens / timed(lambda: naive_pass(scorer, examples)))
         runs["sftpick"].append(tokens / timed(lambda: scorer.score(examples)))
+        runs["sftpick --packing"].append(tokens / timed(lambda: packed.score(examples)))
         if args.workers > 1 and not args.device.startswith("cuda"):
             work = lambda: score_examples(examples, [scorer], cache_dir=None, progress=False,
                                           shard_size=max(1, len(examples) // (4 * args.workers)), workers=args.workers)

@@ -96,6 +96,30 @@ def test_batching_does_not_change_scores(ifd_scorer, real_dataset):
     np.testing.assert_allclose(packed, one_by_one, rtol=1e-4)
 
 
+def test_packed_sequences_give_the_padded_scores(ifd_scorer, real_dataset):
+    """Sequences in one row without padding, positions restarting at 0 for each: attention
+    stays within each sequence (a leak would move every loss but the first)."""
+    from sftpick.perplexity import SpanLoss
+
+    examples = real_dataset.examples
+    padded = ifd_scorer.score(examples)
+    kernel, budget = ifd_scorer.loss_, ifd_scorer.token_budget_
+    rows = []
+    try:
+        ifd_scorer.loss_ = SpanLoss(kernel.model, pad_id=kernel.pad_id, packed=True)
+        forward = ifd_scorer.loss_._batch
+        ifd_scorer.loss_._batch = lambda spans: rows.append(len(spans)) or forward(spans)
+        ifd_scorer.token_budget_ = 2048
+        packed = ifd_scorer.score(examples)
+    finally:
+        ifd_scorer.loss_, ifd_scorer.token_budget_ = kernel, budget
+    assert sum(rows) == 2 * len(examples) and max(rows) >= 8  # a row holds many sequences
+    for column in ("ifd", "loss_cond", "loss_direct"):
+        np.testing.assert_allclose(packed[column], padded[column], rtol=1e-5, err_msg=column)
+    assert_matches_reference(packed, *naive_ifd(ifd_scorer, examples))
+    assert IFDScorer(packing=True).config()["packing"] is True and "packing" not in IFDScorer().config()
+
+
 def test_chat_template_scores_last_assistant_turn_given_all_earlier_turns():
     record = {"messages": [
         {"role": "user", "content": "Name a prime number."},

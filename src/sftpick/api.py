@@ -114,8 +114,8 @@ def score(data: str | Path, output: str | Path | None = None, *, scorers: list[s
     `gpus_per_worker` GPUs each, on the cluster at `ray_address`, else a local one).
 
     `options` go to the scorers that accept them: model, variant, template, max_length,
-    device, dtype, token_budget, trust_remote_code, deita_complexity_model, … Every option is checked before the
-    data is read or a model loads.
+    device, dtype, token_budget, packing, trust_remote_code, deita_complexity_model, … Every
+    option is checked before the data is read or a model loads.
     """
     _check_positive(shard_size=shard_size, workers=workers, chunk_size=chunk_size)
     check_engine(engine, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,

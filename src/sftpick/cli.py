@@ -43,6 +43,8 @@ MaxLength = Annotated[Optional[int], typer.Option(help="Longest sequence scored,
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16.")]
 TokenBudget = Annotated[Optional[int], typer.Option(help="Tokens per batch (default: 1024 CPU, 16384 CUDA).")]
+Packing = Annotated[bool, typer.Option(help="IFD: each batch's sequences in one row without padding (for CUDA "
+                                             "with flash-attention; slower on CPU, see benchmarks/README.md).")]
 TrustRemoteCode = Annotated[bool, typer.Option(help="Allow model code from the hub to run (off by default).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 Workers = Annotated[int, typer.Option(help="Scoring processes (--engine ray: actors), each with its own model: on "
@@ -170,9 +172,10 @@ def _behind_proxy_check(proxy: str, check: int, min_agreement: float | None):
     return run_scoring
 
 
-def _scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code) -> dict:
+def _scorer_options(model, variant, template, max_length, device, dtype, token_budget, packing,
+                    trust_remote_code) -> dict:
     return {"model": model, "variant": variant, "template": template, "max_length": max_length,
-            "device": device, "dtype": dtype, "token_budget": token_budget,
+            "device": device, "dtype": dtype, "token_budget": token_budget, "packing": packing,
             "trust_remote_code": trust_remote_code}
 
 
@@ -203,7 +206,7 @@ def _indicator_options(reward_model, embedder, embed_text, knn_index, rule_file,
 def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", help="Scores table (.parquet).")],
           scorers: Scorers = "ifd", model: Model = DEFAULT_LM, variant: Variant = "superfiltering",
           template: Template = None, max_length: MaxLength = None, device: Device = "auto",
-          dtype: Dtype = "auto", token_budget: TokenBudget = None, fmt: Format = None,
+          dtype: Dtype = "auto", token_budget: TokenBudget = None, packing: Packing = False, fmt: Format = None,
           strict: Strict = False, trust_remote_code: TrustRemoteCode = False, progress: Progress = True,
           rejects: Annotated[Optional[Path], typer.Option(help="Rejects file (default: beside the output).")] = None,
           reward_model: RewardModel = None, embedder: Embedder = DEFAULT_EMBEDDER, embed_text: EmbedText = "whole",
@@ -226,7 +229,7 @@ def score(data: Data, output: Annotated[Path, typer.Option("-o", "--output", hel
                      shard_size=shard_size, workers=workers, rejects=rejects, engine=engine,
                      gpus_per_worker=gpus_per_worker, ray_address=ray_address, chunk_size=chunk_size,
                      **_scorer_options(model, variant, template, max_length, device, dtype,
-                                       token_budget, trust_remote_code),
+                                       token_budget, packing, trust_remote_code),
                      **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file, vectors_dtype),
                      deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,
                      **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,
@@ -268,7 +271,7 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         budget: Budget = "5%", scorers: Scorers = "ifd", model: Model = DEFAULT_LM,
         variant: Variant = "superfiltering", template: Template = None, max_length: MaxLength = None,
         device: Device = "auto", dtype: Dtype = "auto", token_budget: TokenBudget = None,
-        by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None, min_ifd: MinIfd = None,
+        packing: Packing = False, by: By = None, ascending: Ascending = False, max_ifd: MaxIfd = None, min_ifd: MinIfd = None,
         where: Where = None, strategy: Strategy = "topk", pool: Pool = None, tau: Tau = None,
         clusters: Clusters = None, quota: Quota = None, neighbors: Neighbors = None, kernel: Kernel = None,
         band: Band = None, seed: Seed = None,
@@ -293,7 +296,8 @@ def run(data: Data, output_dir: Annotated[Path, typer.Option("-o", "--output-dir
         strategy=strategy, pool=pool, order=order,
         strategy_options=_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set, variety,
                                            explained_variance),
-        **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, trust_remote_code),
+        **_scorer_options(model, variant, template, max_length, device, dtype, token_budget, packing,
+                          trust_remote_code),
         **_indicator_options(reward_model, embedder, embed_text, knn_index, rule_file, vectors_dtype),
         deita_complexity_model=deita_complexity_model, deita_quality_model=deita_quality_model,
         **_judge_options(judge_url, judge_model, judge_prompt, judge_key_env, concurrency, judge_retries,

@@ -2,9 +2,16 @@
 
 `SpanLoss`, behind IFD: the mean token cross-entropy over a labelled span of each sequence.
 `NextTokenLogits`, behind DEITA's scorers: the logits of a few chosen tokens as the next
-token after each whole sequence. Sequences are sorted by length and packed into
+token after each whole sequence. Sequences are sorted by length and grouped into
 right-padded micro-batches under a token budget; the LM head runs only on the positions
 that are read, so the (tokens × vocabulary) logits never exist for prompts or padding.
+
+`SpanLoss(packed=True)` instead concatenates the sequences of a micro-batch into one row
+without padding, positions restarting at 0 for each: transformers then keeps attention
+within each sequence (its masks read packed sequences from `position_ids`; flash-attention
+runs them as variable-length batches, without any mask). No padding token is computed, but
+where attention needs a mask (sdpa, eager) the mask spans the whole row: that pays on a GPU
+with flash-attention, not on a CPU (benchmarks/ifd_throughput.py measures both).
 """
 from __future__ import annotations
 
@@ -21,6 +28,20 @@ class Span:
 
     ids: list[int]
     first: int
+
+
+def packs(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
+    """Group indices, in ascending length, so that each group's total length stays within the
+    budget (a longer sequence alone)."""
+    order = np.argsort(lengths, kind="stable")
+    groups, current, total = [], [], 0
+    for index in order:
+        if current and total + int(lengths[index]) > token_budget:
+            groups.append(np.array(current))
+            current, total = [], 0
+        current.append(index)
+        total += int(lengths[index])
+    return groups + ([np.array(current)] if current else [])
 
 
 def micro_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
@@ -40,12 +61,14 @@ def micro_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
 
 
 class SpanLoss:
-    """Mean cross-entropy of spans under one causal LM (no input validation)."""
+    """Mean cross-entropy of spans under one causal LM (no input validation); `packed`: the
+    spans of a micro-batch in one row without padding."""
 
-    def __init__(self, model, *, pad_id: int, head_chunk: int = 1024):
+    def __init__(self, model, *, pad_id: int, head_chunk: int = 1024, packed: bool = False):
         self.model = model
         self.pad_id = pad_id
         self.head_chunk = head_chunk
+        self.packed = packed
         self.device = next(model.parameters()).device
         self.fast = _head_matches_model(model)
 
@@ -53,33 +76,25 @@ class SpanLoss:
     def __call__(self, spans: list[Span], token_budget: int) -> np.ndarray:
         losses = np.full(len(spans), np.nan, dtype=np.float64)
         lengths = np.array([len(span.ids) for span in spans])
-        for batch in micro_batches(lengths, token_budget):
+        for batch in (packs if self.packed else micro_batches)(lengths, token_budget):
             losses[batch] = self._batch([spans[i] for i in batch])
         return losses
 
     def _batch(self, spans: list[Span]) -> np.ndarray:
-        width = max(len(span.ids) for span in spans)
-        ids = torch.full((len(spans), width), self.pad_id, dtype=torch.long)
-        rows, positions = [], []
-        for r, span in enumerate(spans):
-            ids[r, : len(span.ids)] = torch.tensor(span.ids)
-            rows.extend([r] * (len(span.ids) - span.first))
-            positions.extend(range(span.first - 1, len(span.ids) - 1))  # predicts positions + 1
-        ids = ids.to(self.device)
-        rows_t = torch.tensor(rows, device=self.device)
-        positions_t = torch.tensor(positions, device=self.device)
-        targets = ids[rows_t, positions_t + 1]
-        # Padding is on the right, so under the causal mask no real token sees a pad: no
-        # attention mask is needed, and attention keeps its fast causal path.
+        inputs, at, owner = (_packed if self.packed else _padded)(spans, self.pad_id)
+        inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
+        at = tuple(index.to(self.device) for index in at)
+        owner = owner.to(self.device)
+        targets = inputs["input_ids"][at[0], at[1] + 1]
         if self.fast:
-            hidden = self.model.base_model(input_ids=ids).last_hidden_state
-            token_losses = self._head_losses(hidden[rows_t, positions_t], targets)
+            hidden = self.model.base_model(**inputs, use_cache=False).last_hidden_state
+            token_losses = self._head_losses(hidden[at], targets)
         else:
-            logits = self.model(input_ids=ids).logits
-            token_losses = F.cross_entropy(logits[rows_t, positions_t].float(), targets, reduction="none")
+            logits = self.model(**inputs, use_cache=False).logits
+            token_losses = F.cross_entropy(logits[at].float(), targets, reduction="none")
         sums = torch.zeros(len(spans), dtype=torch.float64, device=self.device)
-        sums.index_add_(0, rows_t, token_losses.double())
-        counts = torch.bincount(rows_t, minlength=len(spans)).double()
+        sums.index_add_(0, owner, token_losses.double())
+        counts = torch.bincount(owner, minlength=len(spans)).double()
         return (sums / counts).cpu().numpy()
 
     def _head_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -126,6 +141,34 @@ class NextTokenLogits:
         else:
             logits = self.model(input_ids=ids).logits[rows, last]
         return logits[:, columns].double().cpu().numpy()
+
+
+def _padded(spans: list[Span], pad_id: int):
+    """One right-padded row per span. Under the causal mask no real token sees a pad, so no
+    attention mask is needed and attention keeps its fast causal path. Returns the model's
+    inputs, where each scored token's predictor sits (row, position) and the span it belongs to."""
+    ids = torch.full((len(spans), max(len(span.ids) for span in spans)), pad_id, dtype=torch.long)
+    rows, positions = [], []
+    for r, span in enumerate(spans):
+        ids[r, : len(span.ids)] = torch.tensor(span.ids)
+        rows.extend([r] * (len(span.ids) - span.first))
+        positions.extend(range(span.first - 1, len(span.ids) - 1))  # predicts positions + 1
+    rows_t = torch.tensor(rows)
+    return {"input_ids": ids}, (rows_t, torch.tensor(positions)), rows_t
+
+
+def _packed(spans: list[Span], pad_id: int):
+    """Every span in one row, positions restarting at 0 for each (what transformers reads as
+    packed sequences: attention stays within each); same returns as `_padded`."""
+    ids, position_ids, owner, positions, start = [], [], [], [], 0
+    for r, span in enumerate(spans):
+        ids.extend(span.ids)
+        position_ids.extend(range(len(span.ids)))
+        owner.extend([r] * (len(span.ids) - span.first))
+        positions.extend(range(start + span.first - 1, start + len(span.ids) - 1))
+        start += len(span.ids)
+    inputs = {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([position_ids])}
+    return inputs, (torch.zeros(len(positions), dtype=torch.long), torch.tensor(positions)), torch.tensor(owner)
 
 
 @torch.inference_mode()

@@ -19,6 +19,10 @@ Two variants, as in the two reference repositories:
   ``data_by_IFD.py`` computes (its paper's Eq. 5), not of perplexities.
 
 IFD >= 1 means the instruction does not make the response easier to predict.
+
+`packing=True` scores each micro-batch's sequences in one row without padding
+(`perplexity.SpanLoss`): for a GPU with flash-attention; on a CPU the padded batches of
+sorted lengths are faster.
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ class IFDScorer:
 
     def __init__(self, model: str = DEFAULT_LM, *, variant: str = "superfiltering",
                  template: str | None = None, max_length: int = 1024, device: str = "auto",
-                 dtype: str = "auto", token_budget: int | None = None,
+                 dtype: str = "auto", token_budget: int | None = None, packing: bool = False,
                  trust_remote_code: bool = False):
         self.model = model
         self.variant = variant
@@ -62,6 +66,7 @@ class IFDScorer:
         self.device = device
         self.dtype = dtype
         self.token_budget = token_budget
+        self.packing = packing
         self.trust_remote_code = trust_remote_code
 
     # ------------------------------------------------------------------ setup
@@ -71,6 +76,8 @@ class IFDScorer:
             raise ValueError(f"variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
         if (self.template or "none") not in TEMPLATES:
             raise ValueError(f"template={self.template!r} is not one of {', '.join(TEMPLATES)}")
+        if not isinstance(self.packing, bool):
+            raise ValueError(f"packing={self.packing!r} should be True or False")
         check_lm_options(max_length=self.max_length, token_budget=self.token_budget, dtype=self.dtype,
                          device=self.device)
 
@@ -83,7 +90,7 @@ class IFDScorer:
         if self.template_ == "chat" and not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"template='chat' needs a chat template, and {self.model!r}'s tokenizer has none")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.loss_ = SpanLoss(self.lm_.model, pad_id=pad or 0)
+        self.loss_ = SpanLoss(self.lm_.model, pad_id=pad or 0, packed=self.packing)
         self.token_budget_ = self.token_budget or (16384 if self.lm_.device.startswith("cuda") else 1024)
         self.prefix_ids_ = tokenizer(CHERRY_DIRECT_PREFIX)["input_ids"]
 
@@ -93,7 +100,8 @@ class IFDScorer:
     def config(self) -> dict:
         return {"scorer": self.name, "model": self.model, "model_revision": model_revision(self.model),
                 "variant": self.variant, "template": self._template(), "max_length": self.max_length,
-                "dtype": resolve_dtype(self.dtype, self.device)}
+                "dtype": resolve_dtype(self.dtype, self.device),
+                **({"packing": True} if self.packing else {})}  # padded keys as before packing existed
 
     # ------------------------------------------------------------------ scoring
     def cost(self, examples: list[Example]) -> np.ndarray:
