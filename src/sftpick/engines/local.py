@@ -55,8 +55,8 @@ def score_stream(chunks: Iterable[list[Example]], scorers: list[Scorer], *, cach
     """Score every example of every chunk with every scorer (`total`: the records expected,
     for progress). The `engine` (engines/__init__.py; default: local with `workers`) decides
     where shards are scored: in this process, worker processes or a Ray actor pool."""
-    run = _Run(scorers, cache_dir, shard_size, engine or LocalEngine(workers))
     with ExitStack() as stack:
+        run = _Run(scorers, cache_dir, shard_size, engine or stack.enter_context(LocalEngine(workers)))
         advance = stack.enter_context(_progress_bars(progress, [s.name for s in scorers], total))
         stack.callback(run.flush)  # a failed run keeps every finished shard
         for chunk in chunks:

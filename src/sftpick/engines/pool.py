@@ -4,7 +4,8 @@ With several GPUs each worker takes one device, so a multi-GPU machine needs no 
 files. On CPU the threads are split between the workers; on a 2-core CPU two 1-thread
 workers ran at 0.83x of one 2-thread process (benchmarks/README.md), so CPU runs default
 to one. Workers take shards from one queue (so a slow shard does not hold the others back)
-and send results to the parent, which alone writes the resume cache.
+and send results to the parent, which alone writes the resume cache. A `WorkerPool` lives as
+long as the run: its workers load their model once and score every chunk's shards.
 """
 from __future__ import annotations
 
@@ -29,27 +30,48 @@ def worker_devices(device: str, workers: int) -> list[str]:
 
 
 def scored_shards(scorer, shards: list[list[Example]], workers: int) -> Iterator[tuple[int, dict]]:
-    """Yield (shard index, scores) as workers finish them, in completion order."""
-    import torch
+    """Yield (shard index, scores) as workers finish them, in completion order (a pool for one call)."""
+    with WorkerPool(scorer, workers) as pool:
+        yield from pool.scored_shards(shards)
 
-    context = mp.get_context("spawn")
-    tasks, results = context.Queue(), context.Queue()
-    for index, shard in enumerate(shards):
-        tasks.put((index, shard))
-    threads = max(1, torch.get_num_threads() // workers)
-    params = constructor_params(scorer)
-    devices = worker_devices(params.get("device", "cpu"), workers)
-    processes = [context.Process(target=_work, daemon=True,
-                                 args=(type(scorer), {**params, "device": devices[i]}, threads, tasks, results))
-                 for i in range(workers)]
-    for process in processes:
-        process.start()
-        tasks.put(None)  # one stop sign per worker, after the shards
-    try:
-        for _ in shards:
-            yield _next_result(results, processes)
-    finally:
-        for process in processes:
+
+class WorkerPool:
+    """`workers` processes, each with its own copy of `scorer` set up once, kept until closed."""
+
+    def __init__(self, scorer, workers: int):
+        import torch
+
+        context = mp.get_context("spawn")
+        self.tasks, self.results = context.Queue(), context.Queue()
+        self.calls = 0  # tells a call's results from those of an earlier call that was abandoned
+        threads = max(1, torch.get_num_threads() // workers)
+        params = constructor_params(scorer)
+        devices = ([{"device": device} for device in worker_devices(params["device"], workers)]
+                   if "device" in params else [{}] * workers)  # a scorer without a device option keeps none
+        self.processes = [context.Process(target=_work, daemon=True, args=(
+            type(scorer), {**params, **device}, threads, self.tasks, self.results)) for device in devices]
+        for process in self.processes:
+            process.start()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def scored_shards(self, shards: list[list[Example]]) -> Iterator[tuple[int, dict]]:
+        self.calls += 1
+        for index, shard in enumerate(shards):
+            self.tasks.put((self.calls, index, shard))
+        done = 0
+        while done < len(shards):
+            call, index, result = _next_result(self.results, self.processes)
+            if call == self.calls:
+                done += 1
+                yield index, result
+
+    def close(self) -> None:
+        for process in self.processes:
             process.terminate()
             process.join()
 
@@ -60,10 +82,10 @@ def constructor_params(scorer) -> dict:
     return {name: getattr(scorer, name) for name in names}
 
 
-def _next_result(results, processes) -> tuple[int, dict]:
+def _next_result(results, processes) -> tuple[int, int, dict]:
     while True:
         try:
-            index, result = results.get(timeout=_POLL_SECONDS)
+            call, index, result = results.get(timeout=_POLL_SECONDS)
         except queue.Empty:
             dead = [p for p in processes if p.exitcode not in (None, 0)]
             if dead:
@@ -71,7 +93,7 @@ def _next_result(results, processes) -> tuple[int, dict]:
             continue
         if isinstance(result, BaseException):
             raise result
-        return index, result
+        return call, index, result
 
 
 def _work(cls, params: dict, threads: int, tasks, results) -> None:
@@ -83,7 +105,7 @@ def _work(cls, params: dict, threads: int, tasks, results) -> None:
         scorer = cls(**params)
         scorer.setup()
     except Exception as error:  # e.g. the model cannot load: the parent raises it, not "exit code 1"
-        results.put((None, error))
+        results.put((None, None, error))
         return
     while True:
         try:
@@ -92,11 +114,9 @@ def _work(cls, params: dict, threads: int, tasks, results) -> None:
             if os.getppid() != parent:  # the parent was killed: stop instead of lingering
                 return
             continue
-        if task is None:
-            return
-        index, shard = task
+        call, index, shard = task
         try:
-            results.put((index, scorer.score(shard)))
+            results.put((call, index, scorer.score(shard)))
         except Exception as error:  # reported to the parent, which raises it
-            results.put((index, error))
+            results.put((call, index, error))
             return
