@@ -10,6 +10,7 @@ from tiny_reward import build_tiny_reward_model
 import sftpick
 from sftpick.engines.local import score_stream
 from sftpick.engines.pool import worker_devices
+from sftpick.io import Chunk
 from sftpick.scorers.length import LengthScorer
 
 
@@ -70,10 +71,10 @@ class LogsSetups(LengthScorer):
 def test_workers_set_up_once_for_the_whole_run_and_stop_with_it(tmp_path, real_dataset):
     log = tmp_path / "setups"
     examples = real_dataset.examples
-    chunks = [examples[start: start + 8] for start in range(0, len(examples), 8)]  # 4 chunks
+    chunks = [Chunk(examples[start: start + 8], []) for start in range(0, len(examples), 8)]  # 4 chunks
     scored = score_stream(chunks, [LogsSetups(log=str(log))], cache_dir=None, shard_size=2, progress=False,
                           workers=2)
-    one = score_stream([examples], [LengthScorer()], cache_dir=None, progress=False)
+    one = score_stream([Chunk(examples, [])], [LengthScorer()], cache_dir=None, progress=False)
     assert scored.table.column("len").to_pylist() == one.table.column("len").to_pylist()
     pids = [int(pid) for pid in log.read_text().split()]
     # This process, then each worker at most once (a worker still starting when the others have

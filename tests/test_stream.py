@@ -146,17 +146,25 @@ def test_a_killed_run_resumes_from_its_finished_parts(tmp_path, real_records_pat
 
 
 def test_scorer_rejects_keep_their_rows_lines_and_records_across_chunks(tmp_path):
+    """Read and scorer rejects go to one log on disk as each chunk finishes, in row order."""
     short = [{"instruction": f"Add {i} and 3.", "input": "", "output": "The sum is easy to find: add them and write it."}
              for i in range(6)]
     long = {"instruction": "Explain " + "the history of the long winding river " * 8, "input": "", "output": "Long."}
-    write_jsonl(tmp_path / "d.jsonl", short[:3] + [long] + short[3:] + [long])  # rows 3 and 7: chunks 1 and 2
-    result = sftpick.score(tmp_path / "d.jsonl", scorers=["ifd"], max_length=16, device="cpu", chunk_size=4,
-                           progress=False)
-    assert [(r.row, r.line, r.stage) for r in result.rejects] == [(3, 4, "ifd"), (7, 8, "ifd")]
-    assert all(r.record == long and r.reason.startswith("prompt fills max_length=16") for r in result.rejects)
-    assert result.table.column("row").to_pylist() == [0, 1, 2, 4, 5, 6]
-    assert result.timings["ifd"]["scored_now"] == 7  # the repeat of row 3 is not scored again
-    assert result.counts == {"input": 8, "scored": 6, "rejected": 2}
+    lines = [json.dumps(r) for r in short[:2]] + ["not json"] + [json.dumps(r) for r in short[2:3] + [long] + short[3:]
+                                                                   + [long]]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")  # rows 4 and 8 (chunks 2 and 3) fill max_length
+    result = sftpick.score(tmp_path / "d.jsonl", tmp_path / "s.parquet", scorers=["ifd"], max_length=16,
+                           device="cpu", chunk_size=4, progress=False)
+    expected = [(2, 3, "read"), (4, 5, "ifd"), (8, 9, "ifd")]
+    assert [(r.row, r.line, r.stage) for r in result.rejects] == expected
+    assert all(r.record == long and r.reason.startswith("prompt fills max_length=16")
+               for r in result.rejects if r.stage == "ifd")
+    written = [json.loads(line) for line in (tmp_path / "s.rejects.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["line"], r["stage"]) for r in written] == expected and written[0]["record"] == "not json"
+    assert result.table.column("row").to_pylist() == [0, 1, 3, 5, 6, 7]
+    assert result.timings["ifd"]["scored_now"] == 7  # the repeat of row 4 is not scored again
+    assert result.counts == {"input": 9, "scored": 6, "rejected": 3}
+    assert result.dataset.rejects is None  # no list of rejects is held: they are read back from the log
 
 
 def _summary_of_chunks(chunks) -> list:

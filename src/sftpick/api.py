@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +25,7 @@ from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
 from .examples import Example
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
-from .io import CHUNK_RECORDS, Chunk, Dataset, Reject, Source, read_dataset
+from .io import CHUNK_RECORDS, Dataset, RejectLog, Source, read_dataset
 from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
@@ -44,7 +44,7 @@ LIBRARIES = ("torch", "transformers", "sentence-transformers", "numpy", "pyarrow
 class ScoreResult:
     table: pa.Table
     dataset: Dataset
-    rejects: list[Reject]
+    rejects: RejectLog  # on disk; iterate to read them back
     scorers: list[dict]
     timings: dict
     engine: dict = field(default_factory=dict)  # engine settings and device, for the manifest
@@ -173,10 +173,9 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
-    read_rejects: list[Reject] = []
     engine_keys = ("engine", "workers", "ray_address", "gpus_per_worker")
     with make_engine(**{key: settings[key] for key in engine_keys}) as engine:
-        scored = score_stream(_examples(engine.chunks(source, settings["chunk_size"]), read_rejects),
+        scored = score_stream(engine.chunks(source, settings["chunk_size"]),
                               [s for s in built if s not in derived], cache_dir=Path(cache_dir) if cache_dir else None,
                               source=str(source.path), progress=progress, shard_size=settings["shard_size"],
                               engine=engine, total=source.estimate())
@@ -188,12 +187,12 @@ def _score(data, output: Path | None, built: list[Scorer], fmt, strict, cache_di
                    if name not in ("id", "content_hash")}
         for name, values in scorer.derive(numeric).items():
             table = table.append_column(name, pa.array(values))
-    if strict and scored.rejects:
-        first = scored.rejects[0]
+    if strict and scored.rejects:  # a scorer's (the reader raised at the first bad record)
+        first = next(iter(scored.rejects))
         raise ValueError(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
-    dataset = source.dataset(None, read_rejects)
+    dataset = source.dataset(None, None)
     table = stamp(table, dataset, run_id or new_run_id())
-    result = ScoreResult(table, dataset, read_rejects + scored.rejects, [s.config() for s in built], scored.timings,
+    result = ScoreResult(table, dataset, scored.rejects, [s.config() for s in built], scored.timings,
                          engine_settings)
     if output is not None:
         write_parquet(table, output)
@@ -223,13 +222,6 @@ def _device_used(device: str | None, settings: dict) -> str:
     from .models import resolve_device
 
     return resolve_device("auto")
-
-
-def _examples(chunks: Iterator[Chunk], rejects: list[Reject]) -> Iterator[list[Example]]:
-    """The chunks' examples; their read rejects gathered into `rejects`."""
-    for chunk in chunks:
-        rejects += chunk.rejects
-        yield chunk.examples
 
 
 def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str | None = None,

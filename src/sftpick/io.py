@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import re
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -47,6 +48,32 @@ class Reject:
         return text
 
 
+class RejectLog:
+    """Rejects kept on disk as they come (a temporary file, removed with the log), not in
+    memory, so a run over 10M records with many bad ones holds none of their records:
+    counted, iterated in the order added (read back one at a time), copied to the rejects
+    file at the end."""
+
+    def __init__(self, rejects: Iterable[Reject] = ()):
+        self.file = tempfile.NamedTemporaryFile(prefix="sftpick-rejects-", suffix=".jsonl")
+        self.count = 0
+        self.add(rejects)
+
+    def add(self, rejects: Iterable[Reject]) -> None:
+        for reject in rejects:
+            self.file.write(reject.to_json().encode("utf-8") + b"\n")
+            self.count += 1
+        self.file.flush()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Reject]:
+        with open(self.file.name, "rb") as lines:  # its own position: iterations do not disturb each other
+            for line in lines:
+                yield Reject(**json.loads(line))
+
+
 @dataclass
 class Dataset:
     path: Path
@@ -55,7 +82,7 @@ class Dataset:
     sha256: str
     n_records: int
     examples: list[Example] | None  # None: not held in memory (a streamed input: see `Source`)
-    rejects: list[Reject]
+    rejects: list[Reject] | None  # None: not held in memory (a scored input: its ScoreResult's RejectLog)
 
 
 @dataclass
@@ -183,7 +210,7 @@ class Source:
                 lines, last = lines + block.count(b"\n"), block[-1:]
         return lines + (last != b"\n")
 
-    def dataset(self, examples: list[Example] | None, rejects: list[Reject]) -> Dataset:
+    def dataset(self, examples: list[Example] | None, rejects: list[Reject] | None) -> Dataset:
         """What was read, once `chunks()` has run to the end."""
         if self.sha256 is None:
             raise RuntimeError("Source.dataset() before the records were read")

@@ -164,4 +164,7 @@ def parquet_rows(path: Path, rows: np.ndarray):
 
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:
-    atomic_write(path, "".join(reject.to_json() + "\n" for reject in rejects))
+    """One JSON line per reject, written as they are read (a RejectLog is never in memory whole)."""
+    with atomic_writer(path) as out:
+        for reject in rejects:
+            out.write(reject.to_json().encode("utf-8") + b"\n")

@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..cache import DigestIndex, Journal, ShardStore, column_values, digests, hex_digests
 from ..embeddings import VECTOR
 from ..examples import Example
-from ..io import Reject
+from ..io import Chunk, Reject, RejectLog
 from ..scorers import REJECT, Scorer
 from . import Engine, LocalEngine, trait
 
@@ -33,7 +33,7 @@ LOG_SECONDS = 10.0  # between progress lines when stderr is not a terminal
 @dataclass
 class Scored:
     table: pa.Table  # row, id, content_hash and every scorer's columns, for the records no scorer rejected
-    rejects: list[Reject]  # the records a scorer rejected, in input order
+    rejects: RejectLog  # the records the reader or a scorer rejected, by row within each chunk, chunks in order
     timings: dict
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # embedding scorer -> a vector per table row
 
@@ -43,40 +43,41 @@ def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir:
                    engine: Engine | None = None) -> tuple[dict[str, np.ndarray], list[Reject], dict]:
     """Score a list of examples held in memory: the columns for the examples that no scorer
     rejected (with `row` and `id`), the rejects, and per-scorer timings."""
-    scored = score_stream([examples], scorers, cache_dir=cache_dir, source=source, shard_size=shard_size,
+    scored = score_stream([Chunk(examples, [])], scorers, cache_dir=cache_dir, source=source, shard_size=shard_size,
                           progress=progress, workers=workers, engine=engine, total=len(examples))
     columns = {name: scored.table.column(name).to_numpy(zero_copy_only=False) for name in scored.table.column_names}
-    return columns, scored.rejects, scored.timings
+    return columns, list(scored.rejects), scored.timings
 
 
-def score_stream(chunks: Iterable[list[Example]], scorers: list[Scorer], *, cache_dir: Path | None,
+def score_stream(chunks: Iterable[Chunk], scorers: list[Scorer], *, cache_dir: Path | None,
                  source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1,
                  engine: Engine | None = None, total: int | None = None) -> Scored:
     """Score every example of every chunk with every scorer (`total`: the records expected,
-    for progress). The `engine` (engines/__init__.py; default: local with `workers`) decides
+    for progress); the chunks' read rejects go to the run's rejects with the scorers' own. The `engine` (engines/__init__.py; default: local with `workers`) decides
     where shards are scored: in this process, worker processes or a Ray actor pool."""
     with ExitStack() as stack:
-        run = _Run(scorers, cache_dir, shard_size, engine or stack.enter_context(LocalEngine(workers)))
+        run = _Run(scorers, cache_dir, shard_size, engine or stack.enter_context(LocalEngine(workers)), source)
         advance = stack.enter_context(_progress_bars(progress, [s.name for s in scorers], total))
         stack.callback(run.flush)  # a failed run keeps every finished shard
         for chunk in chunks:
             run.add_chunk(chunk, advance)
         run.finish(advance)
-    return run.result(source)
+    return run.result()
 
 
 class _Run:
     """The state of one streaming run: the digest index (content -> distinct position), each
-    scorer's columns (an embedding scorer's vectors) per distinct example, and per input row
-    its row, line, id, content hash and distinct position."""
+    scorer's columns (an embedding scorer's vectors) per distinct example, per input row its
+    row, id, content hash and distinct position, and the rejects (on disk)."""
 
-    def __init__(self, scorers: list[Scorer], cache_dir: Path | None, shard_size: int, engine: Engine):
+    def __init__(self, scorers: list[Scorer], cache_dir: Path | None, shard_size: int, engine: Engine, source: str):
         self.scorers, self.cache_dir, self.shard_size, self.engine = scorers, cache_dir, shard_size, engine
+        self.source = source
         self.seen = DigestIndex()
         self.values: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in scorers}
         self.vectors: dict[str, np.ndarray] = {}  # embedding scorer -> a vector per distinct example
-        self.rows: list[dict] = []  # per chunk: row, line, id, content_hash, position
-        self.records: dict[int, dict] = {}  # row -> record, for the rows a scorer rejected
+        self.rows: list[dict] = []  # per chunk: row, id, content_hash, position
+        self.rejects = RejectLog()  # on disk as the chunks go
         self.rejected: dict[int, tuple[str, str]] = {}  # distinct position -> (first scorer to reject it, reason)
         self.stats = {s.name: {"seconds": 0.0, "scored_now": 0} for s in scorers}
         self.stores: dict[str, tuple[ShardStore | None, DigestIndex, pa.Table | None]] = {}
@@ -97,14 +98,14 @@ class _Run:
             scorer.open_journal(Journal(store.dir / "journal.jsonl"))
         return (store, *store.load())
 
-    def add_chunk(self, examples: list[Example], advance: dict) -> None:
+    def add_chunk(self, chunk: Chunk, advance: dict) -> None:
+        examples = chunk.examples
         hashes = [e.content_hash for e in examples]
         keys = digests(hashes)
         offset = len(self.seen)  # distinct examples before this chunk
         positions, new = self._positions(keys)
         fresh = [examples[i] for i in new]
         self.rows.append({"row": np.array([e.row for e in examples], dtype=np.int64),
-                          "line": np.array([-1 if e.line is None else e.line for e in examples], dtype=np.int64),
                           "id": pa.array([e.id for e in examples], type=pa.string()),
                           "content_hash": pa.array(hashes, type=pa.string()), "position": positions})
         for scorer in self.scorers:
@@ -118,9 +119,17 @@ class _Run:
             self.values[scorer.name].append(values)
             self.stats[scorer.name]["seconds"] += time.perf_counter() - started
             self.stats[scorer.name]["scored_now"] += scored
-        if self.rejected:
-            for i in np.flatnonzero(np.isin(positions, np.fromiter(self.rejected, dtype=np.int64))):
-                self.records[examples[i].row] = examples[i].record
+        self.rejects.add(sorted(chunk.rejects + self._scorer_rejects(examples, positions), key=lambda r: r.row))
+
+    def _scorer_rejects(self, examples: list[Example], positions: np.ndarray) -> list[Reject]:
+        """The chunk's examples whose content a scorer rejected (here or in an earlier chunk)."""
+        if not self.rejected:
+            return []
+        rejects = []
+        for i in np.flatnonzero(np.isin(positions, np.fromiter(self.rejected, dtype=np.int64))):
+            stage, reason = self.rejected[int(positions[i])]
+            rejects.append(Reject(self.source, examples[i].row, examples[i].line, stage, reason, examples[i].record))
+        return rejects
 
     def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each key's distinct position (new content gets the next ones, in input order) and the
@@ -191,9 +200,9 @@ class _Run:
             if store:
                 store.flush()
 
-    def result(self, source: str) -> Scored:
+    def result(self) -> Scored:
         rows = {name: np.concatenate([r[name] for r in self.rows]) if self.rows else np.empty(0, np.int64)
-                for name in ("row", "line", "position")}
+                for name in ("row", "position")}
         rejected = np.zeros(len(self.seen), dtype=bool)
         rejected[np.fromiter(self.rejected, dtype=np.int64, count=len(self.rejected))] = True
         keep = ~rejected[rows["position"]] if len(rows["position"]) else np.zeros(0, bool)
@@ -206,20 +215,14 @@ class _Run:
             for name in scorer.columns:
                 values = np.concatenate([p[name] for p in parts]) if parts else np.empty(0)
                 table[name] = values[rows["position"][keep]]
-        rejects = [self._reject(source, int(row), int(line), int(position))
-                   for row, line, position in zip(rows["row"][~keep], rows["line"][~keep], rows["position"][~keep])]
         n = len(rows["row"])
         timings = {s.name: {"seconds": round(self.stats[s.name]["seconds"], 3),
                             "scored_now": self.stats[s.name]["scored_now"],
                             "from_cache": n - self.stats[s.name]["scored_now"],
                             **(getattr(s, "stats_", None) or {})} for s in self.scorers}
         vectors = {name: values[rows["position"][keep]] for name, values in self.vectors.items()}
-        return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), rejects, timings, vectors)
-
-    def _reject(self, source: str, row: int, line: int, position: int) -> Reject:
-        """A rejected row's record was kept when its chunk was scored."""
-        stage, reason = self.rejected[position]
-        return Reject(source, row, None if line < 0 else line, stage, reason, self.records[row])
+        return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), self.rejects, timings,
+                      vectors)
 
 
 def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
