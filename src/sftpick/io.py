@@ -188,7 +188,7 @@ class Source:
     def read_part(self, part: Part) -> list[Example | Reject]:
         """A part's records, rows numbered from 0 within it."""
         if self.kind == "parquet":
-            return list(self.records(_parquet_items(self.path, [part.start])))
+            return list(self.records(_parquet_items(self.path, list(range(part.start, part.end)))))
         with open(self.path, "rb") as handle:
             handle.seek(part.start)
             blocks = _range_blocks(handle, part.end - part.start)
