@@ -91,10 +91,11 @@ def damaged_jsonl(tmp_path, real_records_path):
 
 def test_ray_data_reads_a_jsonl_input_in_parts_and_gives_the_local_table(cluster, tmp_path, damaged_jsonl,
                                                                         monkeypatch):
-    """Read tasks run while kNN's actors embed (2 CPUs): parts of ~2 KB, chunks of 16 records."""
+    """Read tasks run while kNN's actors embed (2 CPUs): parts of ~2 KB, two chunks (each
+    starts its own actor pool, so more chunks only cost time)."""
     monkeypatch.setattr(io, "PART_BYTES", 2000)
     assert len(Source(damaged_jsonl).parts()) > 10
-    options = {"scorers": ["len", "knn_3"], "chunk_size": 16}
+    options = {"scorers": ["len", "knn_3"], "chunk_size": 40}
     local = _table(damaged_jsonl, **options)
     on_ray = _table(damaged_jsonl, tmp_path / "s.parquet", engine="ray", workers=2, **options)
     _assert_same(local[0], on_ray[0], rtol=1e-5)
