@@ -82,6 +82,23 @@ def test_select_follows_a_reordered_superset_by_content(run_dir, tmp_path):
     assert selected_texts(tmp_path / "same.jsonl") == selected_texts(run_dir / "selected.jsonl")
 
 
+def test_select_on_the_scored_file_itself_reads_none_of_its_records(run_dir, tmp_path, monkeypatch):
+    """Its SHA-256 is the one the scores record, so their rows hold: no record is read to
+    check them (a 10M-record file is not loaded to select from it), only the subset's."""
+    from sftpick.io import Source
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("the whole input was read")
+
+    monkeypatch.setattr(Source, "chunks", no_whole_read)  # what every read of all records goes through
+    code, output = cli("select", SAMPLE, "--scores", run_dir / "scores.parquet", "--by", "len", "--budget", "10",
+                       "-o", tmp_path / "x.jsonl")
+    assert code == 0, output
+    assert selected_texts(tmp_path / "x.jsonl") == selected_texts(run_dir / "selected.jsonl")
+    assert json.loads((tmp_path / "x.manifest.json").read_text())["input"]["sha256"] == \
+        table_meta(pq.read_table(run_dir / "scores.parquet"))["input"]["sha256"]
+
+
 def test_align_refuses_a_table_without_hashes_when_rows_do_not_match(run_dir, real_records_path):
     table = pq.read_table(run_dir / "scores.parquet").drop_columns(["content_hash"])
     with pytest.raises(DataMismatch, match="no content hashes"):

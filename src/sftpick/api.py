@@ -25,8 +25,8 @@ from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
 from .examples import Example
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
-from .io import CHUNK_RECORDS, Dataset, RejectLog, Source, read_dataset
-from .provenance import MANIFEST, align, check_scores_file, new_run_id, stamp, table_meta, vouch
+from .io import CHUNK_RECORDS, Dataset, RejectLog, Source, read_dataset, scan_dataset
+from .provenance import MANIFEST, align, check_scores_file, new_run_id, same_file, stamp, table_meta, vouch
 from .report import build_report
 from .scorers import SCORERS, Scorer, make_scorer
 from .selectors import SELECTORS, make_selector, parse_budget
@@ -253,9 +253,11 @@ def select(scores: pa.Table | str | Path, budget: int | float | str, *, by: str 
     check_columns(conditions, table.column_names)
     requested = parse_budget(budget, table.num_rows)
     pool_count = _pool_count(pool, by, table.num_rows, requested)
-    dataset = read_dataset(data) if isinstance(data, (str, Path)) else data
+    dataset = scan_dataset(data) if isinstance(data, (str, Path)) else data
     notes = []
-    if dataset is not None and dataset.examples is not None:  # None: a streamed input, the one just scored
+    if dataset is not None and not same_file(table, dataset):
+        if dataset.examples is None:  # its records are needed now, to find the scored ones by content
+            dataset = read_dataset(dataset.path, dataset.format)
         table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
         notes += [note] if note else []
     filtered, dropped = apply_filters(table, conditions)

@@ -16,7 +16,7 @@ from rich.text import Text
 from . import api
 from .engines import EngineError
 from .examples import InvalidRecord, UnknownFormat
-from .io import CHUNK_RECORDS, UnreadableInput, read_dataset
+from .io import CHUNK_RECORDS, UnreadableInput, scan_dataset
 from .writers import ORDERS, OutputLocked, atomic_write, sibling, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
@@ -252,7 +252,7 @@ def select(data: Data, scores: Annotated[Path, typer.Option(help="Scores table f
     """Choose records by their scores and write them in the input's own format."""
     if order not in ORDERS:
         raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
-    dataset = read_dataset(data, fmt)
+    dataset = scan_dataset(data, fmt)  # the records are read only if they must be matched by content
     selection = api.select(scores, budget, by=by, ascending=ascending, max_ifd=max_ifd, min_ifd=min_ifd,
                            where=where, strategy=strategy, pool=pool, data=dataset,
                            **_strategy_options(tau, clusters, quota, neighbors, kernel, band, seed, seed_set,

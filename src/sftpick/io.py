@@ -80,7 +80,7 @@ class Dataset:
     kind: str
     format: str
     sha256: str
-    n_records: int
+    n_records: int | None  # None: not counted (`scan_dataset`)
     examples: list[Example] | None  # None: not held in memory (a streamed input: see `Source`)
     rejects: list[Reject] | None  # None: not held in memory (a scored input: its ScoreResult's RejectLog)
 
@@ -227,6 +227,14 @@ def read_dataset(path: str | Path, fmt: str | None = None, *, strict: bool = Fal
         examples += chunk.examples
         rejects += chunk.rejects
     return source.dataset(examples, rejects)
+
+
+def scan_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
+    """A file's kind, format and SHA-256, with no record read past the format check: enough to
+    vouch that it is the file some scores were computed from and to write a subset from it
+    (its records are read only if they must be matched to the scores by content)."""
+    source = Source(path, fmt)
+    return Dataset(source.path, source.kind, source.format, _file_sha256(source.path), None, None, None)
 
 
 Item = tuple[int | None, Any, str, str | None]  # (line, parsed value, raw text, parse error)

@@ -60,7 +60,7 @@ def align(table: pa.Table, dataset: Dataset, scores_name: str = "the scores") ->
     hashes); otherwise each scored record is looked up by content, and any one missing from
     `dataset` raises DataMismatch naming both files."""
     rows = table.column("row").to_numpy()
-    if _same_records_at(rows, table, dataset):
+    if same_file(table, dataset) or _same_records_at(rows, table, dataset):
         return table, None
     where = f"{dataset.path} is not the file {scores_name} were computed from"
     source = table_meta(table).get("input", {}).get("path")
@@ -73,6 +73,12 @@ def align(table: pa.Table, dataset: Dataset, scores_name: str = "the scores") ->
         raise DataMismatch(f"{where}: {missing} of {table.num_rows} scored records are not in it")
     note = f"{dataset.path} differs from the scored file; its records were matched to the scores by content"
     return table.set_column(table.column_names.index("row"), "row", pa.array(found)), note
+
+
+def same_file(table: pa.Table, dataset: Dataset) -> bool:
+    """The dataset is the very file (same bytes) the table was scored from: its rows hold."""
+    recorded = table_meta(table).get("input", {}).get("sha256")
+    return recorded is not None and recorded == dataset.sha256
 
 
 def _same_records_at(rows: np.ndarray, table: pa.Table, dataset: Dataset) -> bool:
