@@ -42,14 +42,15 @@ def test_workers_share_a_non_cuda_device(device):
 
 
 def test_a_worker_that_cannot_load_its_model_raises_that_error(tmp_path, real_dataset):
-    from sftpick.engines.pool import scored_shards
+    from sftpick.engines.pool import WorkerPool
     from sftpick.models import ModelNotFoundError
     from sftpick.scorers.reward import RewardScorer
 
     scorer = RewardScorer(reward_model=str(tmp_path / "no-such-model"), device="cpu")
     shards = [real_dataset.examples[:2], real_dataset.examples[2:4]]
     with pytest.raises(ModelNotFoundError, match="cannot load reward model"):
-        list(scored_shards(scorer, shards, 2))
+        with WorkerPool(scorer, 2) as pool:
+            list(pool.scored_shards(shards))
 
 
 class LogsSetups(LengthScorer):

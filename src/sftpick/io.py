@@ -54,10 +54,9 @@ class RejectLog:
     counted, iterated in the order added (read back one at a time), copied to the rejects
     file at the end."""
 
-    def __init__(self, rejects: Iterable[Reject] = ()):
+    def __init__(self):
         self.file = tempfile.NamedTemporaryFile(prefix="sftpick-rejects-", suffix=".jsonl")
         self.count = 0
-        self.add(rejects)
 
     def add(self, rejects: Iterable[Reject]) -> None:
         for reject in rejects:

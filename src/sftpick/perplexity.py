@@ -30,31 +30,20 @@ class Span:
     first: int
 
 
-def packs(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
-    """Group indices, in ascending length, so that each group's total length stays within the
-    budget (a longer sequence alone)."""
+def micro_batches(lengths: np.ndarray, token_budget: int, *, packed: bool = False) -> list[np.ndarray]:
+    """Group indices, in ascending length, so that each group's tokens stay within the budget:
+    rows × longest row (right-padded), or the sum of the lengths (`packed`); a longer
+    sequence goes alone."""
     order = np.argsort(lengths, kind="stable")
-    groups, current, total = [], [], 0
+    batches, current, total = [], [], 0
     for index in order:
-        if current and total + int(lengths[index]) > token_budget:
-            groups.append(np.array(current))
+        length = int(lengths[index])
+        tokens = total + length if packed else length * (len(current) + 1)  # ascending: the newest is the longest
+        if current and tokens > token_budget:
+            batches.append(np.array(current))
             current, total = [], 0
         current.append(index)
-        total += int(lengths[index])
-    return groups + ([np.array(current)] if current else [])
-
-
-def micro_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
-    """Group indices, in ascending length, so that rows × longest row stays within the budget."""
-    order = np.argsort(lengths, kind="stable")
-    batches, current, longest = [], [], 0
-    for index in order:
-        longest_if_added = max(longest, int(lengths[index]))
-        if current and longest_if_added * (len(current) + 1) > token_budget:
-            batches.append(np.array(current))
-            current, longest_if_added = [], int(lengths[index])
-        current.append(index)
-        longest = longest_if_added
+        total += length
     if current:
         batches.append(np.array(current))
     return batches
@@ -76,7 +65,7 @@ class SpanLoss:
     def __call__(self, spans: list[Span], token_budget: int) -> np.ndarray:
         losses = np.full(len(spans), np.nan, dtype=np.float64)
         lengths = np.array([len(span.ids) for span in spans])
-        for batch in (packs if self.packed else micro_batches)(lengths, token_budget):
+        for batch in micro_batches(lengths, token_budget, packed=self.packed):
             losses[batch] = self._batch([spans[i] for i in batch])
         return losses
 

@@ -53,8 +53,9 @@ def score_stream(chunks: Iterable[Chunk], scorers: list[Scorer], *, cache_dir: P
                  source: str = "", shard_size: int = 64, progress: bool = True, workers: int = 1,
                  engine: Engine | None = None, total: int | None = None) -> Scored:
     """Score every example of every chunk with every scorer (`total`: the records expected,
-    for progress); the chunks' read rejects go to the run's rejects with the scorers' own. The `engine` (engines/__init__.py; default: local with `workers`) decides
-    where shards are scored: in this process, worker processes or a Ray actor pool."""
+    for progress); the chunks' read rejects go to the run's rejects with the scorers' own.
+    The `engine` (engines/__init__.py; default: local with `workers`) decides where shards
+    are scored: in this process, worker processes or a Ray actor pool."""
     with ExitStack() as stack:
         run = _Run(scorers, cache_dir, shard_size, engine or stack.enter_context(LocalEngine(workers)), source)
         advance = stack.enter_context(_progress_bars(progress, [s.name for s in scorers], total))

@@ -29,12 +29,6 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [device] * workers
 
 
-def scored_shards(scorer, shards: list[list[Example]], workers: int) -> Iterator[tuple[int, dict]]:
-    """Yield (shard index, scores) as workers finish them, in completion order (a pool for one call)."""
-    with WorkerPool(scorer, workers) as pool:
-        yield from pool.scored_shards(shards)
-
-
 class WorkerPool:
     """`workers` processes, each with its own copy of `scorer` set up once, kept until closed."""
 
@@ -60,6 +54,7 @@ class WorkerPool:
         self.close()
 
     def scored_shards(self, shards: list[list[Example]]) -> Iterator[tuple[int, dict]]:
+        """(shard index, scores) as the workers finish them, in completion order."""
         self.calls += 1
         for index, shard in enumerate(shards):
             self.tasks.put((self.calls, index, shard))

@@ -28,6 +28,12 @@ Ray Data's streaming executor runs the map.
   content against its digest index, keeps the resume cache and the rejects. A JSON array is
   read in the driver: its records can only be found by walking it from the start. On a
   cluster of several machines the input must be on storage every node sees.
+- Shards, read parts and results cross Ray as pickled bytes, made a moment before by this
+  run's own processes and unpickled only by them, inside one Ray session (whose own object
+  transport is cloudpickle: anyone who can reach the cluster can already run code on it).
+  No file is ever unpickled: the inputs are JSON/Parquet and the cache, vectors and outputs
+  Parquet/JSON. Explicit bytes let a scorer's exception come back with its type, or as its
+  text when it does not pickle, instead of Ray's wrapper.
 - kNN's global search and derived scorers stay in the driver, and so does the judge
   (`keeps_journal`): its work is HTTP requests to a server that is the bottleneck, already
   concurrent (`--concurrency`) in one process; actors would multiply that concurrency behind
@@ -164,9 +170,9 @@ class RayEngine:
                 yield index, result
 
     def _stalled(self, seconds: float) -> str:
-        return (f"the ray engine made no progress for {seconds:g} s (no shard or part of the input finished): the cluster "
-                f"({self.cluster_['cpus']:g} CPUs, {self.cluster_['gpus']:g} GPUs) may be busy or unable to "
-                f"place {self.workers} worker(s) of {self.cpus_per_worker_:g} CPU and "
+        return (f"the ray engine made no progress for {seconds:g} s (no shard or part of the input finished): "
+                f"the cluster ({self.cluster_['cpus']:g} CPUs, {self.cluster_['gpus']:g} GPUs) may be busy or "
+                f"unable to place {self.workers} worker(s) of {self.cpus_per_worker_:g} CPU and "
                 f"{self.gpus_per_worker:g} GPU; check `ray status`, lower --workers, or raise "
                 "SFTPICK_RAY_STALL_SECONDS if the models take longer to load")
 
@@ -201,7 +207,7 @@ class _ShardScorer:
 
     def _score(self, shard: bytes) -> bytes:
         try:
-            result = self.error or self.scorer.score(pickle.loads(shard))
+            result = self.error or self.scorer.score(pickle.loads(shard))  # the driver's bytes, this session
         except Exception as error:
             result = error
         return _pickled(result)
@@ -241,7 +247,7 @@ def _within(seconds: float, rows, message) -> Iterator[tuple[int, object]]:
     def pull() -> None:
         try:
             for row in rows:
-                result = pickle.loads(row["result"])
+                result = pickle.loads(row["result"])  # an actor's or read task's bytes, this session
                 results.put(result if isinstance(result, BaseException) else (int(row["index"]), result))
         except BaseException as error:  # raised in the caller's thread below
             results.put(error)
