@@ -1,11 +1,13 @@
 """The command line as a user meets it: whole runs, counts that reconcile, and one-line
 errors (exit code 2, no traceback) for unreadable input and missing models."""
 import json
+import os
 import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import pytest
+from cli_errors import one_line_error
 
 GOOD = [{"instruction": "Give three tips for staying healthy.", "input": "",
          "output": "1. Eat a balanced diet.\n2. Exercise regularly.\n3. Get enough sleep."},
@@ -77,16 +79,37 @@ def test_errors_are_one_line_and_exit_2(tmp_path, mixed_jsonl, args, message):
                             if args[0] != "select" else [sys.executable, "-m", "sftpick.cli", *args],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert message in " ".join(result.stderr.split())
-    assert result.stderr.strip().startswith("error:")
+    assert message in one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("columns", ["40", "300"])
+@pytest.mark.parametrize("args, message", [
+    (["run", "{data}", "-o", "{long}/out", "--budgt", "5"],
+     "no such option --budgt (did you mean --budget?) (see `sftpick run --help`)"),
+    (["run", "{data}", "-o", "{long}/out", "--config", "{long}/run.toml"],
+     "{long}/run.toml: budgt is no option of run (did you mean budget?) (see `sftpick run --help`)"),
+    (["run", "{data}", "-o", "{long}/out", "--scorers", "len", "--strategy", "kcentre"],
+     "unknown strategy 'kcentre' (did you mean kcenter?); valid strategies:"),
+    (["score", "{data}", "-o", "{long}/s.parquet", "--scorers", "mtdl"], "unknown scorer 'mtdl' (did you mean mtld?)"),
+    (["run"], "Missing argument 'data'. (see `sftpick run --help`)"),
+])
+def test_usage_errors_are_one_line_whatever_the_width_and_paths(tmp_path, mixed_jsonl, columns, args, message):
+    """A usage error is the one line `error: …` with exit code 2, in a log (stderr is a pipe),
+    at any terminal width and for a path longer than any terminal."""
+    long = tmp_path.joinpath(*["a-folder-with-a-long-name"] * 8)
+    long.mkdir(parents=True)
+    (long / "run.toml").write_text('budgt = "5%"\n')
+    args = [a.format(data=mixed_jsonl, long=long) for a in args]
+    result = subprocess.run([sys.executable, "-m", "sftpick.cli", *args], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": columns})
+    assert result.returncode == 2, result.stderr
+    assert one_line_error(result.stderr).startswith(message.format(long=long))
 
 
 def test_an_unusable_output_path_is_one_line_and_exit_2(tmp_path, mixed_jsonl):
     (tmp_path / "x.parquet.cache").write_text("a file where the resume cache folder should go")
     result = sftpick("score", mixed_jsonl, "-o", tmp_path / "x.parquet", "--device", "cpu", check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("error:") and "x.parquet.cache" in result.stderr
+    assert result.returncode == 2 and "x.parquet.cache" in one_line_error(result.stderr)
 
 
 @pytest.mark.parametrize("name, content, args, message", [
@@ -99,5 +122,5 @@ def test_a_file_that_does_not_fit_is_one_line_and_exit_2(tmp_path, name, content
     path = tmp_path / name
     path.write_text(content)
     result = sftpick("score", path, "-o", tmp_path / "x.parquet", "--scorers", "mtld", *args, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert " ".join(result.stderr.split()).startswith("error: " + message.format(path=path))
+    assert result.returncode == 2
+    assert one_line_error(result.stderr).startswith(message.format(path=path))

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from sftpick.cli import app
 from sftpick.compare import compare, top_overlap
+from cli_errors import one_line_error
 
 
 def _table(ids, scores, column="ifd"):
@@ -107,4 +108,4 @@ def test_cli_compare_prints_and_writes_json(tmp_path):
 def test_cli_compare_missing_file_is_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "nope.parquet"), str(tmp_path / "b.parquet")])
     assert result.exit_code == 2
-    assert "no such score table" in result.output
+    assert "no such score table" in one_line_error(result.output)

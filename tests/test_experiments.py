@@ -12,6 +12,7 @@ import sftpick.api as api
 from sftpick.cli import app
 from sftpick.scorers.rule import fit_rule, load_rule
 from sftpick.train.experiments import draw_datasets
+from cli_errors import one_line_error
 
 
 def test_draws_vary_in_size_and_mixture_within_the_sources():
@@ -85,7 +86,7 @@ def test_experiments_csv_feeds_rule_fit_and_resumes(tmp_path, real_records_path)
 def test_experiments_refuse_bad_options_before_loading(tmp_path, real_records_path):
     done = CliRunner().invoke(app, ["rule", "experiments", str(real_records_path), "--eval-set",
                                     str(real_records_path), "--min-size", "5", "-o", str(tmp_path / "e.csv")])
-    assert done.exit_code == 2 and "min_size=5 should be >= 8" in " ".join(done.output.split())
+    assert done.exit_code == 2 and "min_size=5 should be >= 8" in one_line_error(done.output)
     with pytest.raises(ValueError, match="max_size=9 should be >= min_size=10"):
         api.rule_experiments([real_records_path], tmp_path / "e.csv", eval_set=real_records_path, min_size=10,
                              max_size=9)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import sftpick
 from sftpick.cli import app
 from sftpick.filters import apply, ifd_band, parse_where
+from cli_errors import one_line_error
 
 SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"
 
@@ -99,7 +100,7 @@ def test_run_checks_filters_and_order_before_scoring(tmp_path):
                            (["--where", "len=>3"], "should be COLUMN OP NUMBER")):
         result = CliRunner().invoke(app, ["run", str(SAMPLE), "-o", str(tmp_path / "out"), "--scorers", "len",
                                           "--by", "len", *args])
-        assert result.exit_code == 2 and fragment in " ".join(result.output.split()), result.output
+        assert result.exit_code == 2 and fragment in one_line_error(result.output), result.output
     assert not (tmp_path / "out" / "cache").exists()
 
 

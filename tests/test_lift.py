@@ -17,6 +17,7 @@ from sftpick.embeddings import embeddings_path, save_embeddings
 from sftpick.models import DEFAULT_EMBEDDER
 from sftpick.selectors import make_selector
 from sftpick.selectors.lift import row_variances
+from cli_errors import one_line_error
 
 SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"
 VECTORS = np.load(Path(__file__).parent / "fixtures" / "sample_alpaca_minilm.npy", allow_pickle=False)  # 120 × 384
@@ -126,7 +127,7 @@ def test_a_variety_stage_smaller_than_the_budget_is_an_error():
 def test_run_checks_lift_options_before_scoring(tmp_path):
     result = CliRunner().invoke(app, ["run", str(SAMPLE), "-o", str(tmp_path / "out"), "--scorers", "len",
                                       "--by", "len", "--strategy", "lift", "--explained-variance", "2"])
-    assert result.exit_code == 2 and "explained_variance=2.0 should be a share" in result.output, result.output
+    assert result.exit_code == 2 and "explained_variance=2.0 should be a share" in one_line_error(result.output)
     assert not (tmp_path / "out" / "cache").exists()
 
 

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from sftpick.cli import app
 from sftpick.io import read_dataset
 from sftpick.proxy import sample_examples, score_with_proxy
+from cli_errors import one_line_error
 
 STRONG = {"model": "smollm2-135m", "template": "alpaca", "device": "cpu", "progress": False, "max_length": 128}
 SHORT = [12, 16, 17, 18, 19, 20, 21, 22, 24, 25, 23, 13, 4, 2]  # real records with short responses
@@ -64,7 +65,7 @@ def test_cli_rejects_bad_proxy_settings_in_one_line(tmp_path, records, options, 
     result = CliRunner().invoke(app, ["score", str(records), "-o", str(tmp_path / "s.parquet"),
                                       "--proxy", "smollm2-135m", *options])
     assert result.exit_code == 2
-    assert message in result.output and "Traceback" not in result.output
+    assert message in one_line_error(result.output)
 
 
 def test_cli_prints_the_agreement_then_scores(tmp_path, records):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from sftpick import api
 from sftpick.cli import app
 from sftpick.report import build_report
+from cli_errors import one_line_error
 
 HTML_RECORD = {"instruction": "What does this page do? <script>window.__pwned = 1</script>", "input": "",
                "output": "It runs <script>window.__pwned = 2</script>, then shows <b>bold</b> & <i>text</i>."}
@@ -102,4 +103,4 @@ def test_cli_report_rebuilds_the_page(run_dir, tmp_path):
 def test_cli_report_on_a_folder_without_scores_is_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2
-    assert "scores.parquet: no such file" in result.output
+    assert "scores.parquet: no such file" in one_line_error(result.output)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sftpick import api, cli
 from sftpick.embeddings import embeddings_path, load_embeddings, save_embeddings
 from sftpick.selectors import parse_budget
+from cli_errors import one_line_error
 
 STRATEGIES = ["topk", "kcenter", "facility", "clusters", "deita"]
 OPTIONS = {"topk": {}, "kcenter": {}, "facility": {"neighbors": 5}, "clusters": {"clusters": 3}, "deita": {}}
@@ -184,7 +185,7 @@ def test_cli_refuses_an_option_of_another_strategy(tmp_path, scores_file, sample
     result = CliRunner().invoke(cli.app, ["select", str(sample_file), "--scores", str(scores_file),
                                           "-o", str(tmp_path / "s.jsonl"), "--budget", "4", "--tau", "0.8"])
     assert result.exit_code == 2
-    assert "option tau does not apply to strategy 'topk'" in result.output
+    assert "option tau does not apply to strategy 'topk'" in one_line_error(result.output)
 
 
 def test_run_accepts_every_option_of_select():

@@ -22,6 +22,7 @@ from sftpick.train.data import encode
 from sftpick.train.evaluate import eval_loss
 from sftpick.train.finetune import TrainConfig, fine_tune
 from sftpick.train.loop import OverlapError
+from cli_errors import one_line_error
 
 QUICK = {"max_length": 96, "batch_size": 4, "lr": 1e-4, "warmup": 0.0, "template": "alpaca"}
 
@@ -133,7 +134,7 @@ def test_eval_writes_results_table_and_manifest(tmp_path, records):
     assert manifest["model"]["revision"].startswith("gguf-sha256:")
     assert manifest["config"] == {**TrainConfig().to_dict(), "lr": 1e-4, "warmup": 0.0, "max_length": 96,
                                   "max_steps": 1, "batch_size": 4}
-    shown = " ".join(done.output.split())
+    shown = done.output
     assert "held-out loss (mean response-token cross-entropy" in shown and "base model" in shown
     assert (out / "result.html").read_text().count("<html") == 1
 
@@ -161,7 +162,7 @@ def test_bad_options_fail_before_any_model_loads(tmp_path, records, args, messag
     done = CliRunner().invoke(app, ["eval", "--train", str(train), "--eval-set", str(train), "-o",
                                     str(tmp_path / "eval"), "--model", "no-such-model", *args])
     assert done.exit_code == 2, done.output
-    assert message in " ".join(done.output.split())
+    assert message in one_line_error(done.output)
 
 
 def test_killed_eval_finishes_only_the_missing_arms(tmp_path, records):

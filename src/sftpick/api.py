@@ -23,6 +23,7 @@ from .cache import content_digest
 from .embeddings import embeddings_path, save_embeddings
 from .engines import check_engine, make_engine, trait
 from .engines.local import score_stream
+from .errors import did_you_mean
 from .examples import Example
 from .filters import apply as apply_filters, check_columns, ifd_band, parse_where
 from .io import CHUNK_RECORDS, Dataset, RejectLog, Source, read_dataset, scan_dataset
@@ -74,7 +75,7 @@ def build_scorers(names: list[str], options: dict) -> list[Scorer]:
     known = {p for cls in SCORERS.values() for p in inspect.signature(cls).parameters}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown option {', '.join(unknown)}; the scorers take: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown option {', '.join(unknown)}{did_you_mean(unknown[0], known)}")
     scorers, seen = [], set()
     for name in names:
         name, extra = _scorer_alias(name)
@@ -82,7 +83,8 @@ def build_scorers(names: list[str], options: dict) -> list[Scorer]:
             continue
         seen.add(name)
         if name not in SCORERS:
-            raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}, ppl, knn_K")
+            raise ValueError(f"unknown scorer {name!r}{did_you_mean(name, [*SCORERS, 'ppl'])}; "
+                             f"valid scorers: {', '.join(sorted(SCORERS))}, ppl, knn_K")
         accepted = inspect.signature(SCORERS[name]).parameters
         given = {k: v for k, v in options.items() if k in accepted and v is not None}
         scorer = make_scorer(name, **{**given, **extra})
@@ -316,12 +318,14 @@ def _pool_count(pool, by: str | None, n: int, requested: int) -> int | None:
 def check_strategy(strategy: str, options: dict) -> None:
     """The strategy exists and takes every option given; nothing is read or loaded."""
     if strategy not in SELECTORS:
-        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(sorted(SELECTORS))}")
+        raise ValueError(f"unknown strategy {strategy!r}{did_you_mean(strategy, SELECTORS)}; "
+                         f"valid strategies: {', '.join(sorted(SELECTORS))}")
     parameters = inspect.signature(SELECTORS[strategy]).parameters
     accepted = set(parameters) - {"by", "ascending", "centers"} | ({"seed_set"} if "centers" in parameters else set())
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(f"option {', '.join(unknown)} does not apply to strategy {strategy!r} "
+        raise ValueError(f"option {', '.join(unknown)} does not apply to strategy {strategy!r}"
+                         f"{did_you_mean(unknown[0], accepted)} "
                          f"(it takes: {', '.join(sorted(accepted)) or 'no options'})")
     if "seed_set" in options and not Path(options["seed_set"]).is_file():
         raise ValueError(f"seed_set={str(options['seed_set'])!r}: no such file")

@@ -4,26 +4,71 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError  # vendored click
 
 from . import api
+from .console import make_console
 from .engines import EngineError
+from .errors import did_you_mean
 from .examples import InvalidRecord, UnknownFormat
 from .io import CHUNK_RECORDS, UnreadableInput, scan_dataset
 from .writers import ORDERS, OutputLocked, atomic_write, sibling, write_subset
 from .models import DEFAULT_EMBEDDER, DEFAULT_LM, ModelNotFoundError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Assess and select instruction-tuning (SFT) data.")
-console = Console(stderr=True, markup=False, highlight=False)  # paths and record text may hold "[": never markup
+
+
+console = make_console()
 _debug = {"on": False}  # set by `sftpick --debug`: errors keep their traceback
+
+
+def print_error(message: str) -> None:
+    console.print(Text("error: ", style="bold red") + Text(message))
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown flag or config key, a bad value, a missing argument) print as
+    one line with exit code 2, like sftpick's own errors, not in rich's box wrapped at the
+    terminal's width: the full list of options is in `--help`."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except UsageError as error:
+            print_error(_usage_message(error))
+            sys.exit(2)
+        except ClickException as error:
+            print_error(" ".join(error.format_message().split()))
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            print_error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(error: UsageError) -> str:
+    if isinstance(error, NoSuchOption) and error.ctx:
+        flags = [flag for param in error.ctx.command.params for flag in param.opts]
+        message = f"no such option {error.option_name}{did_you_mean(error.option_name, flags)}"
+    else:
+        message = " ".join(error.format_message().split())
+    return message + (f" (see `{error.ctx.command_path} --help`)" if error.ctx else "")
+
+
+app = typer.Typer(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help=True,
+                  help="Assess and select instruction-tuning (SFT) data.")
 
 
 @app.callback()
@@ -123,12 +168,12 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, path: Optional[
     try:
         values = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
-        raise typer.BadParameter(f"{path}: {error}") from None
+        raise UsageError(f"{path}: {error}") from None
     known = {p.name for p in ctx.command.params if p.param_type_name == "option"} - {"config"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise typer.BadParameter(f"{path}: {', '.join(unknown)} is no option of `{ctx.info_name}`; "
-                                 f"options: {', '.join(sorted(known))}")
+        raise UsageError(f"{path}: {unknown[0]} is no option of {ctx.info_name}"
+                               f"{did_you_mean(unknown[0], known)}")
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
 
@@ -152,7 +197,7 @@ def _clean_errors(command):
                 ValueError, OSError) as error:  # OSError: a path that is missing, a file, unwritable…
             if _debug["on"]:
                 raise
-            console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
+            print_error(str(error))
             raise typer.Exit(2) from None
     return wrapper
 
@@ -322,7 +367,7 @@ def compare(a: Annotated[Path, typer.Argument(help="First scores table (.parquet
     from .writers import atomic_write
 
     agreement = compare_tables(a, b, column=column, ascending=ascending)
-    Console(markup=False, highlight=False).print("\n".join(agreement.lines()))
+    make_console(stderr=False).print("\n".join(agreement.lines()))
     if json_path:
         atomic_write(json_path, json.dumps(agreement.to_dict(), indent=2))
         console.print(f"json: {json_path}", highlight=False)
@@ -413,7 +458,7 @@ def _print_evaluation(result: dict, format_diff) -> None:
         table.add_row(row["name"], row["kind"], str(row["seeds"]), f"{row['n_records']:,.0f}",
                       f"{row['n_response_tokens']:,.0f}",
                       *(x for s in sets for x in (f"{row['eval'][s]['mean']:.4f}", format_diff(row["eval"][s]))))
-    Console().print(table)
+    make_console(stderr=False).print(table)
     console.print("An arm with more response tokens trains on more tokens: compare losses with that in mind.",
                   highlight=False)
 
@@ -538,7 +583,7 @@ def _print_assessment(report: dict) -> None:
 
 
 def main() -> None:
-    app()
+    app(prog_name="sftpick")  # also under `python -m sftpick.cli`
 
 
 if __name__ == "__main__":

@@ -170,6 +170,6 @@ def _kth_other(ids: np.ndarray, sq: np.ndarray, k: int) -> np.ndarray:
 
 
 def _say(message: str) -> None:
-    from rich.console import Console
+    from ..console import make_console
 
-    Console(stderr=True).print(message, highlight=False)
+    make_console().print(message)

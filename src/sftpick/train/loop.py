@@ -12,10 +12,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rich.console import Console
 
 from .. import __version__
 from ..cache import config_hash
+from ..console import make_console
 from ..io import read_dataset
 from ..models import LoadedLM
 from ..writers import atomic_write
@@ -26,7 +26,7 @@ from .evaluate import EvalSet, eval_losses
 from .finetune import FineTuned, TrainConfig, fine_tune
 from .summary import summarize, write_html
 
-console = Console(stderr=True)
+console = make_console()
 
 
 class OverlapError(ValueError):
