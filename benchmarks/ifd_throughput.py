@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from sftpick.engines.local import score_examples
+from sftpick.engines.stream import score_examples
 from sftpick.examples import to_example
 from sftpick.perplexity import SpanLoss
 from sftpick.scorers.ifd import IFDScorer

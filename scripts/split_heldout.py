@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from sftpick.io import read_dataset
-from sftpick.writers import atomic_write, write_subset
+from sftpick.io import write_subset
+from sftpick.writers import atomic_write
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ import pytest
 from tiny_reward import build_tiny_reward_model
 
 import sftpick
-from sftpick.engines import LocalEngine, check_engine, redact_address
+from sftpick.engines import LocalEngine, check_engine
+from sftpick.engines.base import redact_address
 from sftpick.engines.ray import actor_cpus
 from sftpick.scorers import SCORERS, make_scorer
 

@@ -8,7 +8,8 @@ import pytest
 
 from sftpick.examples import InvalidRecord, UnknownFormat, to_example
 from sftpick.io import UnreadableInput, read_dataset
-from sftpick.writers import write_rejects, write_subset
+from sftpick.io import write_subset
+from sftpick.writers import write_rejects
 
 ALPACA = {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5, because 2 + 3 = 5."}
 SHAREGPT = {"id": "conv-7", "conversations": [{"from": "human", "value": "Hi, who are you?"},

@@ -8,7 +8,7 @@ import pytest
 from tiny_reward import build_tiny_reward_model
 
 import sftpick
-from sftpick.engines.local import score_stream
+from sftpick.engines.stream import score_stream
 from sftpick.engines.pool import worker_devices
 from sftpick.io import Chunk
 from sftpick.scorers.length import LengthScorer
@@ -60,7 +60,7 @@ class LogsSetups(LengthScorer):
     runs_a_model = True
 
     def __init__(self, model: str = "smollm2-135m", *, trust_remote_code: bool = False, log: str = ""):
-        super().__init__(model, trust_remote_code=trust_remote_code)
+        super().__init__(model=model, trust_remote_code=trust_remote_code)
         self.log = log
 
     def setup(self) -> None:

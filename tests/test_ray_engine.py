@@ -93,7 +93,7 @@ def test_ray_data_reads_a_jsonl_input_in_parts_and_gives_the_local_table(cluster
                                                                         monkeypatch):
     """Read tasks run while kNN's actors embed (2 CPUs): parts of ~2 KB, two chunks (each
     starts its own actor pool, so more chunks only cost time)."""
-    monkeypatch.setattr(io, "PART_BYTES", 2000)
+    monkeypatch.setattr(io.source, "PART_BYTES", 2000)
     assert len(Source(damaged_jsonl).parts()) > 10
     options = {"scorers": ["len", "knn_3"], "chunk_size": 40}
     local = _table(damaged_jsonl, **options)
@@ -138,7 +138,7 @@ class DiesOnce(LengthScorer):
     runs_a_model = True
 
     def __init__(self, model: str = "smollm2-135m", *, trust_remote_code: bool = False, marker: str = ""):
-        super().__init__(model, trust_remote_code=trust_remote_code)
+        super().__init__(model=model, trust_remote_code=trust_remote_code)
         self.marker = marker
 
     def score(self, batch):
@@ -154,7 +154,7 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path, real_re
     from ray import cloudpickle
 
     from sftpick.engines import make_engine
-    from sftpick.engines.local import score_examples
+    from sftpick.engines.stream import score_examples
     from sftpick.io import read_dataset
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module

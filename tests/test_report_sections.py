@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 import sftpick
 from sftpick.cli import app
-from sftpick.report import _histogram_values, collapse_warnings
+from sftpick.report import collapse_warnings
+from sftpick.report.figures import histogram_values
 
 SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"
 
@@ -26,11 +27,11 @@ def test_collapse_is_warned_about_only_when_one_value_holds_most():
 
 def test_perplexity_like_columns_are_drawn_in_log10():
     ppl = np.array([2.0, 3.0, 5.0, 4000.0])
-    drawn, title = _histogram_values(ppl, "ppl_cond")
+    drawn, title = histogram_values(ppl, "ppl_cond")
     assert title == "ppl_cond (log10)" and np.allclose(drawn, np.log10(ppl))
-    assert _histogram_values(np.array([0.2, 0.5, 0.9]), "ifd")[1] == "ifd"
+    assert histogram_values(np.array([0.2, 0.5, 0.9]), "ifd")[1] == "ifd"
     spread = np.geomspace(1, 1e6, 50)
-    assert _histogram_values(spread, "loss")[1] == "loss (log10)"
+    assert histogram_values(spread, "loss")[1] == "loss (log10)"
 
 
 def test_report_maps_the_embedding_space_and_lists_the_scorers(tmp_path):

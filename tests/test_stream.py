@@ -14,7 +14,7 @@ from processes import kill_when
 import sftpick
 from sftpick import io
 from sftpick.io import Source, read_dataset
-from sftpick.writers import write_subset
+from sftpick.io import write_subset
 
 
 def varied_records(real_records_path, n: int) -> list[dict]:
@@ -46,7 +46,7 @@ def test_tiny_blocks_read_the_same_records_as_one_block(tmp_path, real_records_p
         data = json.dumps(records, indent=2, ensure_ascii=False).encode().replace(b"(#7,", b"(#7\xff,")
     path.write_bytes(data)
     whole = read_dataset(path)
-    monkeypatch.setattr(io, "_BLOCK", 7)  # multi-byte characters and records cut at every place
+    monkeypatch.setattr(io.records, "BLOCK", 7)  # multi-byte characters and records cut at every place
     assert summary(read_dataset(path)) == summary(whole)
     assert [r.row for r in whole.rejects] == [7] and "not valid UTF-8" in whole.rejects[0].reason
     assert len(whole.examples) == 59
@@ -59,7 +59,7 @@ def test_invalid_utf8_in_one_line_among_many_is_one_reject_with_its_line(tmp_pat
     lines = data.split(b"\n")
     lines[2499] = lines[2499].replace(b"caf\xc3\xa9", b"caf\xe9")  # Latin-1 in line 2500, past the first 1 MiB block
     path.write_bytes(b"\n".join(lines))
-    assert len(b"\n".join(lines[:2499])) > io._BLOCK
+    assert len(b"\n".join(lines[:2499])) > io.records.BLOCK
     source = Source(path)
     chunks = list(source.chunks(700))
     assert [len(c.examples) + len(c.rejects) for c in chunks] == [700, 700, 700, 700, 200]
@@ -77,7 +77,7 @@ def test_a_json_array_read_in_chunks_gives_the_jsonl_table(tmp_path, real_record
     records = varied_records(real_records_path, 400)
     write_jsonl(tmp_path / "d.jsonl", records)
     (tmp_path / "d.json").write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
-    monkeypatch.setattr(io, "_BLOCK", 4096)  # the array is read in many blocks
+    monkeypatch.setattr(io.records, "BLOCK", 4096)  # the array is read in many blocks
     tables = [sftpick.score(tmp_path / f"d.{kind}", scorers=["mtld"], progress=False, chunk_size=64).table
               for kind in ("jsonl", "json")]
     assert tables[0].num_rows == 400
@@ -185,7 +185,7 @@ def test_jsonl_parts_read_alone_give_the_records_of_the_whole_read(tmp_path, rea
     path.write_bytes(b"\r\n".join(lines))  # CRLF, no newline after the last record
     whole = Source(path)
     expected = _summary_of_chunks(whole.chunks(16))
-    monkeypatch.setattr(io, "_BLOCK", 97)  # parts and blocks cut lines at every place
+    monkeypatch.setattr(io.records, "BLOCK", 97)  # parts and blocks cut lines at every place
     source = Source(path)
     parts = source.parts(part_bytes)
     assert parts[0].start == 0 and parts[-1].end == path.stat().st_size

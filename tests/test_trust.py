@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import sftpick
 from sftpick.cli import app
-from sftpick.engines.local import _pieces
+from sftpick.engines.stream import pieces as shard_pieces
 from sftpick.provenance import DataMismatch, IncompleteRun, table_meta
 from sftpick.writers import atomic_write, output_lock, write_parquet
 from cli_errors import one_line_error
@@ -283,9 +283,9 @@ def test_pieces_keep_to_the_token_budget():
     import numpy as np
 
     costs = np.array([100, 300, 300, 500, 900, 1200, 50.0])
-    pieces = _pieces(range(0, 7), costs, 1000)
+    pieces = shard_pieces(range(0, 7), costs, 1000)
     assert [list(p) for p in pieces] == [[0, 1, 2], [3], [4], [5], [6]]
-    assert [list(p) for p in _pieces(range(10, 17), np.ones(20), None)] == [[10, 11], [12, 13], [14, 15], [16]]
+    assert [list(p) for p in shard_pieces(range(10, 17), np.ones(20), None)] == [[10, 11], [12, 13], [14, 15], [16]]
 
 
 def test_an_uncached_hub_model_fails_at_once_offline(tmp_path):

@@ -8,13 +8,16 @@ is reported as missing with the reason, never as 0, and then the rule has no est
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import api
+from .examples import FORMATS
+from .options import option
 from .provenance import HASH
 from .scorers.rule import DEFAULT_RULE, load_rule
+from .scoring import score
 
 NOT_INDICATORS = {"row", "id", HASH, "rule"}
 
@@ -25,12 +28,25 @@ def default_indicators(options: dict) -> list[str]:
     return names + (["reward"] if options.get("reward_model") else [])
 
 
+@dataclass(kw_only=True)
+class AssessSettings:
+    """`sftpick assess` (the indicator scorers' options apart)."""
+
+    data: Path = option(help="Input records: .json (array), .jsonl or .parquet.", argument=True)
+    json_path: Path | None = option(None, "Also write the report here.", flags=("--json",))
+    indicators: list[str] = option([], "Extra scorers, comma-separated (e.g. ppl).")
+    fmt: str | None = option(None, "alpaca | sharegpt | openai (default: detect).", flags=("--format",),
+                             choices=FORMATS)
+    progress: bool = option(True, "Show progress.")
+
+
 def assess(data: str | Path, *, indicators: list[str] | None = None, rule_file: str | Path | None = None,
            cache_dir: str | Path | None = None, progress: bool = True, **options) -> dict:
-    """Score `data` with the indicator scorers and summarise it; a plain dict (JSON-ready)."""
+    """Score `data` with the indicator scorers and summarise it; a plain dict (JSON-ready).
+    `options` go to `score` (fmt, and the scorers' options: reward_model, embedder, …)."""
     rule = load_rule(rule_file)
     names = list(dict.fromkeys((indicators or []) + default_indicators(options)))
-    result = api.score(data, scorers=names, cache_dir=cache_dir, progress=progress, **options)
+    result = score(data, scorers=names, cache_dir=cache_dir, progress=progress, **options)
     columns = {name: result.table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
                for name in result.table.column_names if name not in NOT_INDICATORS}
     summary = {name: describe(values) for name, values in columns.items()}

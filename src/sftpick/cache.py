@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import DataError
 from .writers import atomic_write, write_parquet
 
 KEY = "content_hash"
@@ -50,7 +51,7 @@ def digests(hex_hashes: list[str]) -> np.ndarray:
 def _digests_of(hex_bytes: np.ndarray) -> np.ndarray:
     nibbles = _HEX[hex_bytes.reshape(-1, 32)]
     if (nibbles == 255).any():
-        raise ValueError("content hashes must be 32 lower-case hex digits")
+        raise DataError("content hashes must be 32 lower-case hex digits")
     return np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).view("S16").ravel()
 
 
@@ -66,7 +67,7 @@ def column_digests(column: pa.ChunkedArray) -> np.ndarray:
         chunk = chunk.cast(pa.string())
         offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset: chunk.offset + len(chunk) + 1]
         if chunk.null_count or len(chunk) and not (np.diff(offsets) == 32).all():
-            raise ValueError("content hashes must be 32 lower-case hex digits")
+            raise DataError("content hashes must be 32 lower-case hex digits")
         data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if len(chunk) else np.empty(0, np.uint8)
         parts.append(_digests_of(data[offsets[0]: offsets[-1]]))
     return np.concatenate(parts) if parts else np.empty(0, dtype="S16")

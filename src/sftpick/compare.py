@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
 
+from .errors import DataError, OptionError
 from .provenance import HASH
 
 TOP_FRACTIONS = (0.05, 0.10, 0.15)
@@ -60,17 +61,17 @@ def compare(a: pa.Table | str | Path, b: pa.Table | str | Path, *, column: str =
     a, b = _table(a), _table(b)
     for name, table in (("A", a), ("B", b)):
         if column not in table.column_names:
-            raise ValueError(f"column={column!r} is not in table {name}; its columns: {', '.join(table.column_names)}")
+            raise OptionError(f"column={column!r} is not in table {name}; its columns: {', '.join(table.column_names)}")
     key = key or _default_key(a, b)
     if key not in a.column_names or key not in b.column_names:
-        raise ValueError(f"key={key!r} is not a column of both tables; expected one of {', '.join(KEYS)}")
+        raise OptionError(f"key={key!r} is not a column of both tables; expected one of {', '.join(KEYS)}")
     shared = _shared(a, b, key)
     if shared < min(a.num_rows, b.num_rows) / 2:
-        raise ValueError(f"only {shared} rows of A ({a.num_rows}) and B ({b.num_rows}) match by {key!r}: "
-                         "they are not scores of the same data")
+        raise DataError(f"only {shared} rows of A ({a.num_rows}) and B ({b.num_rows}) match by {key!r}: "
+                        "they are not scores of the same data")
     x, y = matched_scores(a, b, column, key)
     if len(x) < 2:
-        raise ValueError(f"only {len(x)} row(s) match by {key!r} with a finite {column!r} in both tables; need >= 2")
+        raise DataError(f"only {len(x)} row(s) match by {key!r} with a finite {column!r} in both tables; need >= 2")
     rho, rho_p = stats.spearmanr(x, y)
     tau, tau_p = stats.kendalltau(x, y)
     overlap = {f"{f:.0%}": top_overlap(x, y, f, ascending=ascending) for f in fractions}
@@ -102,8 +103,8 @@ def _default_key(a: pa.Table, b: pa.Table) -> str:
         return "id"
     if HASH in a.column_names and HASH in b.column_names:
         return HASH
-    raise ValueError("cannot match rows: ids are not unique and shared by both tables, and the tables hold no "
-                     f"{HASH!r} column (score them again with this sftpick to match by content)")
+    raise DataError("cannot match rows: ids are not unique and shared by both tables, and the tables hold no "
+                    f"{HASH!r} column (score them again with this sftpick to match by content)")
 
 
 def _shared(a: pa.Table, b: pa.Table, key: str) -> int:

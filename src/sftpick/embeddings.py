@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .cache import DigestIndex, ShardStore, column_values, digests, matrix_column
+from .errors import OptionError
 from .examples import Example
 from .models import DEFAULT_EMBEDDER, embedder_revision, load_embedder
 from .writers import sibling, write_parquet
@@ -40,7 +41,7 @@ def example_text(example: Example, what: str = "whole") -> str:
         return "\n".join(part for part in (example.instruction, example.input, example.response) if part)
     if what == "instruction":
         return "\n".join(part for part in (example.instruction, example.input) if part)
-    raise ValueError(f"embed_text={what!r} is not one of {', '.join(EMBED_TEXTS)}")
+    raise OptionError(f"embed_text={what!r} is not one of {', '.join(EMBED_TEXTS)}")
 
 
 def embed_texts(texts: list[str], *, model: str = DEFAULT_EMBEDDER, device: str = "auto",
@@ -94,7 +95,7 @@ def vector_config(model: str = DEFAULT_EMBEDDER, text: str = "whole", dtype: str
     """What makes a record's vector: the key of the per-record cache and the metadata of a
     vectors file (known without loading the embedder)."""
     if dtype not in VECTOR_DTYPES:
-        raise ValueError(f"vectors_dtype={dtype!r} is not one of {', '.join(VECTOR_DTYPES)}")
+        raise OptionError(f"vectors_dtype={dtype!r} is not one of {', '.join(VECTOR_DTYPES)}")
     return {"model": model, "revision": embedder_revision(model), "text": text,
             "normalized": not model.startswith(LM_PREFIX), "dtype": dtype}
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .errors import InvalidRecord, UnknownFormat  # noqa: F401  (raised here; importable from here)
+
 FORMATS = ("alpaca", "sharegpt", "openai")
 # The fields that make a record one format (detection, and "a ShareGPT record in an Alpaca file").
 FORMAT_FIELDS = {"alpaca": ("instruction", "output"), "sharegpt": ("conversations",), "openai": ("messages",)}
@@ -25,14 +27,6 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
                   "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
 OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-
-
-class InvalidRecord(ValueError):
-    """A record that cannot become an Example; the message is the reason kept in rejects."""
-
-
-class UnknownFormat(ValueError):
-    """A file whose records match none of the known formats."""
 
 
 @dataclass

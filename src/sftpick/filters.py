@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .errors import OptionError
+
 OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
              ">": operator.gt, "<": operator.lt}
 _CONDITION = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
@@ -47,8 +49,8 @@ def parse_where(expression: str) -> Condition:
     """`"judge>=4.5"` -> Condition("judge", ">=", 4.5); a ValueError naming the expression otherwise."""
     match = _CONDITION.fullmatch(expression)
     if not match:
-        raise ValueError(f"where={expression!r} should be COLUMN OP NUMBER with OP one of "
-                         f"{' '.join(OPERATORS)} (e.g. \"judge>=4.5\")")
+        raise OptionError(f"where={expression!r} should be COLUMN OP NUMBER with OP one of "
+                          f"{' '.join(OPERATORS)} (e.g. \"judge>=4.5\")")
     column, op, text = match.groups()
     value = float(text)
     return Condition(column, op, value, f"not {column} {op} {value:g} (--where)")
@@ -67,7 +69,7 @@ def ifd_band(max_ifd: float | None, min_ifd: float | None) -> list[Condition]:
 def check_columns(conditions: list[Condition], columns: list[str]) -> None:
     missing = [str(c) for c in conditions if c.column not in columns]
     if missing:
-        raise ValueError(f"filter {', '.join(missing)} names no column of the scores; columns: {', '.join(columns)}")
+        raise OptionError(f"filter {', '.join(missing)} names no column of the scores; columns: {', '.join(columns)}")
 
 
 def apply(table: pa.Table, conditions: list[Condition]) -> tuple[np.ndarray, dict[str, int]]:

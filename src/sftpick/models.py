@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ModelNotFoundError, OptionError
+from .options import Component, option
 from .writers import file_sha256
 
 EMBEDDED_LMS = {
@@ -28,8 +30,33 @@ DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-class ModelNotFoundError(RuntimeError):
-    """The model name is neither an embedded default, a local path nor a cached hub id."""
+def model_option(default: str = DEFAULT_LM, what: str = "Causal LM") -> str:
+    """The option naming a model (one declaration, shared by the scorers that load one)."""
+    return option(default, f"{what}: embedded name ({', '.join(EMBEDDED_LMS)}, {GEMMA_NAME}), hub id, local "
+                           "folder or .gguf file.")
+
+
+def device_option() -> str:
+    return option("auto", "Where models run: auto | cpu | cuda | cuda:N.")
+
+
+def trust_remote_code_option() -> bool:
+    return option(False, "Allow model code from the hub to run (off by default).")
+
+
+@dataclass(kw_only=True, eq=False)
+class LMScorer(Component):
+    """The options of every scorer that runs a causal LM (its model and max_length are its own)."""
+
+    device: str = device_option()
+    dtype: str = option("auto", "auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16.")
+    token_budget: int | None = option(None, "Tokens per batch (default: 1024 CPU, 16384 CUDA).", ge=1)
+    trust_remote_code: bool = trust_remote_code_option()
+
+    def check(self) -> None:
+        super().check()
+        check_dtype(self.dtype)
+        resolve_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -63,7 +90,7 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelNotFoundError(f"device={device!r} was asked for but CUDA is not available")
     if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ModelNotFoundError(f"device={device!r} is not one of auto, cpu, cuda, cuda:N")
+        raise OptionError(f"device={device!r} is not one of auto, cpu, cuda, cuda:N")
     return device
 
 
@@ -118,18 +145,7 @@ def _hub_commit(name: str) -> str:
 def check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
         why = " (int8 is not offered: dynamic int8 scrambles the IFD ranking)" if "int8" in str(dtype) else ""
-        raise ValueError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}{why}")
-
-
-def check_lm_options(*, max_length: int, token_budget: int | None, dtype: str, device: str,
-                     min_length: int = 2) -> None:
-    """The options every scorer that runs a causal LM takes, checked before it loads."""
-    if max_length < min_length:
-        raise ValueError(f"max_length={max_length} should be >= {min_length}")
-    if token_budget is not None and token_budget < 1:
-        raise ValueError(f"token_budget={token_budget} should be >= 1")
-    check_dtype(dtype)
-    resolve_device(device)
+        raise OptionError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}{why}")
 
 
 def offline() -> bool:

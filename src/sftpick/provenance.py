@@ -14,11 +14,14 @@ import json
 import uuid
 from collections import defaultdict, deque
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import DataMismatch, IncompleteRun  # noqa: F401  (raised here; importable from here)
+from .examples import Example
 from .io import Dataset
 from .writers import file_sha256
 
@@ -26,14 +29,6 @@ META_KEY = b"sftpick"
 HASH = "content_hash"
 MANIFEST = "manifest.json"
 VOUCHED = ("scores", "subset", "rejects")  # outputs whose hashes the manifest holds; the report is rebuilt
-
-
-class DataMismatch(ValueError):
-    """The data file is not the one the scores were computed from."""
-
-
-class IncompleteRun(ValueError):
-    """A run folder whose files are not the ones its manifest vouches for."""
 
 
 def new_run_id() -> str:
@@ -67,7 +62,7 @@ def align(table: pa.Table, dataset: Dataset, scores_name: str = "the scores") ->
     where += f" ({source})" if source else ""
     if HASH not in table.column_names:
         raise DataMismatch(f"{where}, and the scores hold no content hashes to find the records by")
-    found = _rows_by_content(table.column(HASH).to_pylist(), dataset)
+    found = rows_by_content(table.column(HASH).to_pylist(), dataset.examples)
     missing = int(np.sum(found < 0))
     if missing:
         raise DataMismatch(f"{where}: {missing} of {table.num_rows} scored records are not in it")
@@ -93,12 +88,15 @@ def _same_records_at(rows: np.ndarray, table: pa.Table, dataset: Dataset) -> boo
                for r, value in zip(rows, expected))
 
 
-def _rows_by_content(hashes: list[str], dataset: Dataset) -> np.ndarray:
-    """For each hash, a row of `dataset` with that content (-1 if none); records that occur
-    several times are matched one to one, in order."""
+def rows_by_content(hashes: list[str], examples: Iterable[Example]) -> np.ndarray:
+    """For each hash, a row of `examples` with that content (-1 if none); records that occur
+    several times are matched one to one, in order. `examples` is read once, as it comes
+    (a stream of a file's chunks serves), keeping only the rows of the wanted contents."""
+    wanted = set(hashes)
     available: dict[str, deque[int]] = defaultdict(deque)
-    for example in dataset.examples:
-        available[example.content_hash].append(example.row)
+    for example in examples:
+        if example.content_hash in wanted:
+            available[example.content_hash].append(example.row)
     return np.array([available[h].popleft() if available.get(h) else -1 for h in hashes], dtype=np.int64)
 
 

@@ -17,9 +17,12 @@ import numpy as np
 import pyarrow as pa
 
 from .compare import Agreement, compare
-from .engines.local import score_examples
+from .engines.stream import score_examples
+from .errors import DataError, OptionError
 from .examples import Example
-from .io import CHUNK_RECORDS, read_dataset
+from .io import read_dataset
+from .models import DEFAULT_LM
+from .options import check_options, option, settings_from
 from .writers import atomic_write, sibling
 
 DEFAULT_CHECK = 500
@@ -59,59 +62,60 @@ def agreement_on(examples: list[Example], strong, weak, *, column: str = "ifd",
     for scorer in (strong, weak):
         columns, _, _ = score_examples(examples, [scorer], cache_dir=cache_dir, progress=progress)
         if column not in columns:
-            raise ValueError(f"column={column!r} is not produced by the scorer {scorer.name!r}")
+            raise OptionError(f"column={column!r} is not produced by the scorer {scorer.name!r}")
         tables.append(pa.table({"row": columns["row"], column: columns[column]}))
     return compare(tables[0], tables[1], column=column, key="row")
 
 
-def score_with_proxy(data: str | Path, output: str | Path, *, model: str, proxy: str,
-                     check: int = DEFAULT_CHECK, min_agreement: float | None = None, seed: int = 0,
-                     scorers: list[str] | None = None, fmt: str | None = None, progress: bool = True,
-                     proxy_options: dict | None = None, on_check: Callable[[ProxyCheck], None] | None = None,
-                     strict: bool = False, shard_size: int = 64, workers: int = 1, rejects: str | Path | None = None,
-                     engine: str = "local", ray_address: str | None = None, gpus_per_worker: float = 0.0,
-                     chunk_size: int = CHUNK_RECORDS, **options):
-    """Check that `proxy` (weak) agrees with `model` (strong) on `check` sampled records,
-    then score the whole dataset with `proxy`. Raises ValueError when Spearman rho is below
-    `min_agreement`. Writes the check beside the scores (`<output stem>.proxy.json`).
+@dataclass(kw_only=True)
+class ProxySettings:
+    """`score --proxy`: score with a weak model once it agrees with the strong one on a sample."""
+
+    proxy: str | None = option(None, "Weak model that scores everything once it agrees with --model on a sample.")
+    check: int = option(DEFAULT_CHECK, "Records sampled (seed 0) for the --proxy check.", ge=2)
+    min_agreement: float | None = option(None, "Stop when the proxy's Spearman rho on the sample is below this.",
+                                         ge=-1, le=1, what="a Spearman rho")
+
+
+def score_with_proxy(data: str | Path, output: str | Path, *, proxy: str, check: int = DEFAULT_CHECK,
+                     min_agreement: float | None = None, seed: int = 0, proxy_options: dict | None = None,
+                     on_check: Callable[[ProxyCheck], None] | None = None, **options):
+    """Check that `proxy` (weak) agrees with `model` (strong, from `options`) on `check` sampled
+    records, then score the whole dataset with `proxy`. Raises DataError when Spearman rho is
+    below `min_agreement`. Writes the check beside the scores (`<output stem>.proxy.json`).
     `proxy_options` override `options` for the weak model only (e.g. another template);
     `on_check` is called with the check's figures before the decision (the CLI prints them);
-    `strict`, `shard_size`, `workers`, `rejects`, `chunk_size` and the engine settings go to the
-    full scoring run (the check's sample is scored here)."""
-    from .api import build_scorers, score
-    from .engines import check_engine
+    the other `options` are `score`'s (settings and scorer options) for the full run (the
+    check's sample is scored here)."""
+    from .scoring import ScoreSettings, build_scorers, engine_options, score
 
-    check_engine(engine, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,
-                 device=options.get("device"))
-    if check < 2:
-        raise ValueError(f"check={check} should be >= 2 records")
-    if min_agreement is not None and not -1 <= min_agreement <= 1:
-        raise ValueError(f"min_agreement={min_agreement} should be a Spearman rho in [-1, 1]")
-    names = list(scorers or ["ifd"])
-    weak_options = {**options, **(proxy_options or {}), "model": proxy}
-    dataset = read_dataset(data, fmt)
+    check_options(ProxySettings(proxy=proxy, check=check, min_agreement=min_agreement))
+    settings, scorer_options = settings_from(ScoreSettings, {"data": data, "output": output, **options})
+    settings.check(device=scorer_options.get("device"))
+    scorer_options = engine_options(settings, scorer_options)
+    model = scorer_options.get("model") or DEFAULT_LM
+    weak_options = {**scorer_options, **(proxy_options or {}), "model": proxy}
+    dataset = read_dataset(data, settings.fmt)
     sample = sample_examples(dataset.examples, check, seed)
     cache_dir = Path(str(output) + ".cache")
-    strong = _scorer_of(build_scorers(names, {**options, "model": model}), "ifd")
-    weak = _scorer_of(build_scorers(names, weak_options), "ifd")
+    strong = _scorer_of(build_scorers(settings.scorers, {**scorer_options, "model": model}), "ifd")
+    weak = _scorer_of(build_scorers(settings.scorers, weak_options), "ifd")
     result = ProxyCheck(model, proxy, len(sample), seed, min_agreement,
-                        agreement_on(sample, strong, weak, cache_dir=cache_dir, progress=progress))
+                        agreement_on(sample, strong, weak, cache_dir=cache_dir, progress=settings.progress))
     atomic_write(sibling(output, ".proxy.json"), json.dumps(result.to_dict(), indent=2))
     if on_check is not None:
         on_check(result)
     if not result.passed:
-        raise ValueError(
+        raise DataError(
             f"proxy {proxy!r} disagrees with {model!r}: Spearman rho = {result.agreement.spearman:.3f} on "
             f"{result.agreement.n} sampled records, below min_agreement={min_agreement}; "
             f"score with {model!r} instead, or choose another proxy")
-    return score(data, output, scorers=names, fmt=fmt, strict=strict, progress=progress, shard_size=shard_size,
-                 workers=workers, rejects=rejects, engine=engine, ray_address=ray_address,
-                 gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, **weak_options), result
+    return score(data, output, **{**options, **weak_options}), result
 
 
 def _scorer_of(scorers: list, column: str):
     found = [s for s in scorers if column in s.columns]
     if not found:
-        raise ValueError(f"the proxy check compares {column!r}, which none of the scorers "
-                         f"({', '.join(s.name for s in scorers)}) produces")
+        raise OptionError(f"the proxy check compares {column!r}, which none of the scorers "
+                          f"({', '.join(s.name for s in scorers)}) produces")
     return found[0]

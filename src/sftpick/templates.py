@@ -2,6 +2,7 @@
 Alpaca-templated text, Superfiltering plain text), so it is part of every scorer's config."""
 from __future__ import annotations
 
+from .errors import not_one_of
 from .examples import Example
 
 TEMPLATES = ("none", "alpaca", "chat")
@@ -24,4 +25,4 @@ def render_prompt(example: Example, template: str, tokenizer=None) -> str:
         return pattern.format(instruction=example.instruction, input=example.input)
     if template == "chat":
         return tokenizer.apply_chat_template(example.context, tokenize=False, add_generation_prompt=True)
-    raise ValueError(f"template={template!r} is not one of {', '.join(TEMPLATES)}")
+    raise not_one_of("template", template, TEMPLATES)

@@ -1,6 +1,7 @@
 """Writers: atomic writes (a killed run never leaves a half-written file, only a stale
-temporary that the next writer under the same lock removes), a lock per output, the subset in
-the input's own format (records byte-for-byte as they came for JSON/JSONL) and the rejects."""
+temporary that the next writer under the same lock removes), a lock per output, Parquet
+tables and the rejects file. A leaf: it imports only the errors (the subset, which reads
+the input back, is io/rows.py)."""
 from __future__ import annotations
 
 import glob
@@ -11,9 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
-from .io import Dataset, Reject, raw_texts
+from .errors import OutputLocked
 
 TMP_SUFFIX = ".tmp"  # every temporary output file ends so, and starts with "."
 
@@ -45,17 +44,11 @@ def atomic_writer(path: str | Path):
 
 
 def write_parquet(table, path: str | Path) -> None:
+    """A pyarrow table to `path`, atomically (the one writer: fsync, the user's file mode)."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as out:
+        pq.write_table(table, out)
 
 
 def sibling(path: str | Path, suffix: str) -> Path:
@@ -88,10 +81,6 @@ def remove_stale_temps(folder: str | Path, name: str = "") -> int:
     return len(stale)
 
 
-class OutputLocked(RuntimeError):
-    """Another process is writing the same output."""
-
-
 @contextmanager
 def output_lock(lock_file: str | Path):
     """Hold an exclusive lock on `lock_file` while writing an output, so two runs never write
@@ -121,49 +110,7 @@ def output_lock(lock_file: str | Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-ORDERS = ("input", "pick")
-
-
-def write_subset(dataset: Dataset, rows: Iterable[int], path: str | Path, *, order: str = "input") -> None:
-    """Write the chosen records in the input's own format (JSON/JSONL records byte for byte as
-    they came), in input order or (`order="pick"`) in the order given: the order a strategy
-    picked them, best first. The input is read again as a stream and only the chosen records
-    are kept in memory."""
-    if order not in ORDERS:
-        raise ValueError(f"order={order!r} is not one of {', '.join(ORDERS)}")
-    rows = np.asarray(list(rows), dtype=np.int64)
-    rows = np.sort(rows) if order == "input" else rows
-    if dataset.kind == "parquet":
-        write_parquet(parquet_rows(dataset.path, rows), path)
-        return
-    texts = raw_texts(dataset.path, dataset.kind, rows)
-    with atomic_writer(path) as out:
-        if dataset.kind == "jsonl":
-            for row in rows:
-                out.write(texts[int(row)].encode() + b"\n")
-        else:
-            out.write(b"[\n" + ",\n".join(texts[int(row)] for row in rows).encode() + b"\n]\n" if len(rows) else b"[]\n")
-
-
-def parquet_rows(path: Path, rows: np.ndarray):
-    """The table of `rows` (in that order), read row group by row group."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    wanted = np.sort(rows)
-    parts, start = [], 0
-    for group in range(parquet.num_row_groups):
-        size = parquet.metadata.row_group(group).num_rows
-        inside = wanted[(wanted >= start) & (wanted < start + size)]
-        if len(inside):
-            parts.append(parquet.read_row_group(group).take(pa.array(inside - start)))
-        start += size
-    table = pa.concat_tables(parts) if parts else parquet.schema_arrow.empty_table()
-    return table.take(pa.array(np.searchsorted(wanted, rows))) if len(rows) else table
-
-
-def write_rejects(rejects: Iterable[Reject], path: str | Path) -> None:
+def write_rejects(rejects: Iterable, path: str | Path) -> None:
     """One JSON line per reject, written as they are read (a RejectLog is never in memory whole)."""
     with atomic_writer(path) as out:
         for reject in rejects:

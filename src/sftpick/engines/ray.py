@@ -52,9 +52,10 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import EngineError, MissingDependency, OptionError
 from ..examples import Example
 from ..io import Chunk, Part, Source
-from . import EngineError, redact_address, trait
+from .base import redact_address, trait
 from .pool import constructor_params
 
 INSTALL = "pip install 'sftpick[ray]'"
@@ -65,15 +66,15 @@ _MAX_BLOCKS = 10_000  # one shard per block up to this many (more blocks cost th
 def check_ray(*, gpus_per_worker: float, device: str | None) -> None:
     """Ray is installed and the settings make sense (no cluster is contacted)."""
     if importlib.util.find_spec("ray") is None:
-        raise ValueError(f"engine 'ray' needs Ray, which is not installed: {INSTALL}")
+        raise MissingDependency(f"engine 'ray' needs Ray, which is not installed: {INSTALL}")
     if not isinstance(gpus_per_worker, (int, float)) or isinstance(gpus_per_worker, bool) or not (
             0 <= gpus_per_worker < float("inf")):
-        raise ValueError(f"gpus_per_worker={gpus_per_worker!r} should be a number >= 0 (0.5 puts two workers on a GPU)")
+        raise OptionError(f"gpus_per_worker={gpus_per_worker!r} should be a number >= 0 (0.5 puts two workers on a GPU)")
     if device is not None and device.startswith("cuda") and not gpus_per_worker:
-        raise ValueError(f"device={device!r} on engine 'ray' needs GPUs for its workers: add --gpus-per-worker 1")
+        raise OptionError(f"device={device!r} on engine 'ray' needs GPUs for its workers: add --gpus-per-worker 1")
     if device is not None and device.startswith("cuda:"):
-        raise ValueError(f"device={device!r}: on engine 'ray' each worker sees only the GPU Ray gives it, "
-                         "so name no index: --device cuda (or auto)")
+        raise OptionError(f"device={device!r}: on engine 'ray' each worker sees only the GPU Ray gives it, "
+                          "so name no index: --device cuda (or auto)")
 
 
 def actor_cpus(cluster_cpus: float, workers: int) -> float:

@@ -23,10 +23,14 @@ hard-coded ids 29896..29953.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..errors import OptionError
 from ..examples import Example
-from ..models import DEFAULT_LM, LoadedLM, check_lm_options, load_causal_lm, model_revision, resolve_dtype
+from ..models import LMScorer, LoadedLM, load_causal_lm, model_option, model_revision, resolve_dtype
+from ..options import option
 from ..perplexity import NextTokenLogits
 from . import REJECT, register
 
@@ -66,10 +70,15 @@ def rating_token_ids(tokenizer, name: str) -> list[int]:
     for digit in map(str, range(1, 7)):
         token_id = tokenizer.convert_tokens_to_ids(digit)
         if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.decode([token_id]).strip() != digit:
-            raise ValueError(f"model {name!r}: the digit {digit!r} is not a single token of its vocabulary, "
-                             "so DEITA's rating cannot be read from the next-token logits")
+            raise OptionError(f"model {name!r}: the digit {digit!r} is not a single token of its vocabulary, "
+                              "so DEITA's rating cannot be read from the next-token logits")
         ids.append(token_id)
     return ids
+
+
+def _model_option(scorer: str, example: str) -> str:
+    return model_option(what=f"Causal LM for `{scorer}` and `deita`, e.g. {example} (default: the embedded "
+                             "stand-in)")
 
 
 class RatingLM:
@@ -123,23 +132,14 @@ class RatingLM:
         return None
 
 
-class _DeitaBase:
+@dataclass(kw_only=True, eq=False)
+class _DeitaBase(LMScorer):
     """Options, checks and config shared by the three scorers (subclasses name the models)."""
 
     runs_a_model = True  # worth one process per core / GPU (engines/pool.py)
 
-    def _store(self, max_length: int, device: str, dtype: str, token_budget: int | None,
-               trust_remote_code: bool) -> None:
-        self.max_length = max_length
-        self.device = device
-        self.dtype = dtype
-        self.token_budget = token_budget
-        self.trust_remote_code = trust_remote_code
-
-    def check(self) -> None:
-        """Every option's value, before any model loads."""
-        check_lm_options(max_length=self.max_length, token_budget=self.token_budget, dtype=self.dtype,
-                         device=self.device, min_length=1)
+    max_length: int = option(DEITA_MAX_LENGTH, "Longest rating prompt, in tokens (DEITA never cuts one: a longer "
+                                               "record is rejected).", ge=1)
 
     def _rating_lm(self, model: str, prompt: str, loaded: LoadedLM | None = None) -> RatingLM:
         """A rater for `prompt`; `loaded` is reused when it is `model` already."""
@@ -154,11 +154,12 @@ class _DeitaBase:
                 f"{key}_dtype": resolve_dtype(self.dtype, self.device)}
 
 
+@dataclass(kw_only=True, eq=False)
 class _OneModel(_DeitaBase):
     """deita_complexity / deita_quality: one model, one prompt, one column."""
 
-    prompt: str
-    model_option: str
+    prompt = ""  # set by each subclass
+    model_option = ""  # the name of its model option
 
     def setup(self) -> None:
         self.check()
@@ -180,34 +181,29 @@ class _OneModel(_DeitaBase):
 
 
 @register
+@dataclass(kw_only=True, eq=False)
 class DeitaComplexity(_OneModel):
     name = "deita_complexity"
     columns = ("deita_complexity", "deita_turns")
     prompt = COMPLEXITY_PROMPT
     model_option = "deita_complexity_model"
 
-    def __init__(self, deita_complexity_model: str = DEFAULT_LM, *, max_length: int = DEITA_MAX_LENGTH,
-                 device: str = "auto", dtype: str = "auto", token_budget: int | None = None,
-                 trust_remote_code: bool = False):
-        self.deita_complexity_model = deita_complexity_model
-        self._store(max_length, device, dtype, token_budget, trust_remote_code)
+    deita_complexity_model: str = _model_option("deita_complexity", "hkust-nlp/deita-complexity-scorer")
 
 
 @register
+@dataclass(kw_only=True, eq=False)
 class DeitaQuality(_OneModel):
     name = "deita_quality"
     columns = ("deita_quality", "deita_turns")
     prompt = QUALITY_PROMPT
     model_option = "deita_quality_model"
 
-    def __init__(self, deita_quality_model: str = DEFAULT_LM, *, max_length: int = DEITA_MAX_LENGTH,
-                 device: str = "auto", dtype: str = "auto", token_budget: int | None = None,
-                 trust_remote_code: bool = False):
-        self.deita_quality_model = deita_quality_model
-        self._store(max_length, device, dtype, token_budget, trust_remote_code)
+    deita_quality_model: str = _model_option("deita_quality", "hkust-nlp/deita-quality-scorer")
 
 
 @register
+@dataclass(kw_only=True, eq=False)
 class Deita(_DeitaBase):
     """Both scorers and DEITA's ranking key, the evol score sum_t complexity_t * quality_t
     (src/deita/selection/filter/combined_filter.py with its default sort key
@@ -216,12 +212,8 @@ class Deita(_DeitaBase):
     name = "deita"
     columns = ("deita_complexity", "deita_quality", "deita_score", "deita_turns")
 
-    def __init__(self, deita_complexity_model: str = DEFAULT_LM, deita_quality_model: str = DEFAULT_LM, *,
-                 max_length: int = DEITA_MAX_LENGTH, device: str = "auto", dtype: str = "auto",
-                 token_budget: int | None = None, trust_remote_code: bool = False):
-        self.deita_complexity_model = deita_complexity_model
-        self.deita_quality_model = deita_quality_model
-        self._store(max_length, device, dtype, token_budget, trust_remote_code)
+    deita_complexity_model: str = _model_option("deita_complexity", "hkust-nlp/deita-complexity-scorer")
+    deita_quality_model: str = _model_option("deita_quality", "hkust-nlp/deita-quality-scorer")
 
     def setup(self) -> None:
         self.check()

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import OptionError
 from ..examples import Example
-from ..models import DEFAULT_LM, check_lm_options, load_causal_lm, model_revision, resolve_dtype
+from ..models import LMScorer, load_causal_lm, model_option, model_revision, resolve_dtype
+from ..options import option
 from ..perplexity import Span, SpanLoss
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
@@ -49,37 +51,21 @@ class _Encoded:
 
 
 @register
-class IFDScorer:
+@dataclass(kw_only=True, eq=False)
+class IFDScorer(LMScorer):
     name = "ifd"
     runs_a_model = True  # worth one process per core / GPU (engines/pool.py)
     columns = ("ifd", "loss_cond", "loss_direct", "ppl_cond", "ppl_direct",
                "n_prompt_tokens", "n_response_tokens")
 
-    def __init__(self, model: str = DEFAULT_LM, *, variant: str = "superfiltering",
-                 template: str | None = None, max_length: int = 1024, device: str = "auto",
-                 dtype: str = "auto", token_budget: int | None = None, packing: bool = False,
-                 trust_remote_code: bool = False):
-        self.model = model
-        self.variant = variant
-        self.template = template
-        self.max_length = max_length
-        self.device = device
-        self.dtype = dtype
-        self.token_budget = token_budget
-        self.packing = packing
-        self.trust_remote_code = trust_remote_code
-
-    # ------------------------------------------------------------------ setup
-    def check(self) -> None:
-        """Every option's value, before any model loads."""
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
-        if (self.template or "none") not in TEMPLATES:
-            raise ValueError(f"template={self.template!r} is not one of {', '.join(TEMPLATES)}")
-        if not isinstance(self.packing, bool):
-            raise ValueError(f"packing={self.packing!r} should be True or False")
-        check_lm_options(max_length=self.max_length, token_budget=self.token_budget, dtype=self.dtype,
-                         device=self.device)
+    model: str = model_option()
+    variant: str = option("superfiltering", "IFD variant: superfiltering (exp of the loss difference) | cherry "
+                                            "(the loss ratio, Cherry LLM's).", choices=VARIANTS)
+    template: str | None = option(None, "Prompt template: none | alpaca | chat (default: by variant).",
+                                  choices=TEMPLATES)
+    max_length: int = option(1024, "Longest sequence scored, in tokens.", ge=2)
+    packing: bool = option(False, "Each batch's sequences in one row without padding (for CUDA with "
+                                  "flash-attention; slower on CPU, see benchmarks/README.md).")
 
     def setup(self) -> None:
         self.check()
@@ -88,7 +74,7 @@ class IFDScorer:
                                   trust_remote_code=self.trust_remote_code)
         tokenizer = self.lm_.tokenizer
         if self.template_ == "chat" and not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"template='chat' needs a chat template, and {self.model!r}'s tokenizer has none")
+            raise OptionError(f"template='chat' needs a chat template, and {self.model!r}'s tokenizer has none")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.loss_ = SpanLoss(self.lm_.model, pad_id=pad or 0, packed=self.packing)
         self.token_budget_ = self.token_budget or (16384 if self.lm_.device.startswith("cuda") else 1024)

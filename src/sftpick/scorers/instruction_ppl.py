@@ -7,38 +7,29 @@ and the `pre_experience` strategy keeps a middle band of it in every cluster.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, check_lm_options, load_causal_lm, model_revision, resolve_dtype
+from ..models import LMScorer, load_causal_lm, model_option, model_revision, resolve_dtype
+from ..options import option
 from ..perplexity import Span, SpanLoss
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
 
 
 @register
-class InstructionPerplexity:
+@dataclass(kw_only=True, eq=False)
+class InstructionPerplexity(LMScorer):
     name = "ppl_ins"
     columns = ("ppl_ins",)
     runs_a_model = True  # worth one process per core / GPU (engines/pool.py)
 
-    def __init__(self, model: str = DEFAULT_LM, *, template: str | None = None, max_length: int = 512,
-                 device: str = "auto", dtype: str = "auto", token_budget: int | None = None,
-                 trust_remote_code: bool = False):
-        self.model = model
-        self.template = template
-        self.max_length = max_length
-        self.device = device
-        self.dtype = dtype
-        self.token_budget = token_budget
-        self.trust_remote_code = trust_remote_code
-
-    def check(self) -> None:
-        """Every option's value, before any model loads."""
-        if (self.template or "alpaca") not in TEMPLATES:
-            raise ValueError(f"template={self.template!r} is not one of {', '.join(TEMPLATES)}")
-        check_lm_options(max_length=self.max_length, token_budget=self.token_budget, dtype=self.dtype,
-                         device=self.device)
+    model: str = model_option()
+    template: str | None = option(None, "Prompt template: none | alpaca | chat (default: alpaca, Cherry LLM's).",
+                                  choices=TEMPLATES)
+    max_length: int = option(512, "Longest instruction scored, in tokens.", ge=2)
 
     def setup(self) -> None:
         self.check()

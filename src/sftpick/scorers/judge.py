@@ -33,12 +33,16 @@ import math
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..cache import Journal
+from ..errors import MissingDependency, OptionError
 from ..examples import Example
+from ..options import Component, option
+from ..stats import dominant_value
 from . import REJECT, register
 from .judge_client import ChatClient, JudgeRefused, JudgeUnavailable, Reply
 from .judge_prompts import load_prompt
@@ -52,49 +56,47 @@ _CONVENTIONAL_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,47}")  # OPENAI_API_KEY; a ke
 
 
 @register
-class JudgeScorer:
+@dataclass(kw_only=True, eq=False)
+class JudgeScorer(Component):
     name = "judge"
     columns = ("judge",)
-    keeps_journal = True  # engines/local.py opens a per-rating journal beside the shards
+    keeps_journal = True  # engines/stream.py opens a per-rating journal beside the shards
 
-    def __init__(self, judge_url: str | None = None, *, judge_model: str | None = None,
-                 judge_prompt: str = "alpagasus", judge_key_env: str | None = None, concurrency: int = 8,
-                 judge_retries: int = 6, judge_timeout: float = 60.0, judge_backoff: float = 1.0,
-                 judge_temperature: float = 0.0, judge_max_tokens: int = 32):
-        self.judge_url = judge_url
-        self.judge_model = judge_model
-        self.judge_prompt = judge_prompt
-        self.judge_key_env = judge_key_env  # the variable's name; the key itself is never an attribute here
-        self.concurrency = concurrency
-        self.judge_retries = judge_retries
-        self.judge_timeout = judge_timeout
-        self.judge_backoff = judge_backoff
-        self.judge_temperature = judge_temperature
-        self.judge_max_tokens = judge_max_tokens
+    judge_url: str | None = option(None, "`judge`: OpenAI base URL of the judge's server, e.g. "
+                                         "http://127.0.0.1:8000/v1.")
+    judge_model: str | None = option(None, "`judge`: the model name the server serves.")
+    judge_prompt: str = option("alpagasus", "`judge`: alpagasus (default: AlpaGasus's rating prompt) or a JSON "
+                                            "prompt file.")
+    judge_key_env: str | None = option(None, "`judge`: NAME of the environment variable holding the API key "
+                                             "(never the key).")  # the key itself is never an attribute here
+    concurrency: int = option(8, "`judge`: requests in flight at once.", ge=1, what="a whole number")
+    judge_retries: int = option(6, "`judge`: retries of a request on 429/5xx/timeouts before the run stops.",
+                                ge=0, what="a whole number")
+    judge_timeout: float = option(60.0, "`judge`: seconds to wait for one reply.", gt=0, what="a number")
+    judge_backoff: float = option(1.0, "`judge`: seconds before the first retry (doubled each time).", ge=0,
+                                  what="a number")
+    judge_temperature: float = option(0.0, "`judge`: sampling temperature of the judge.", ge=0, what="a number")
+    judge_max_tokens: int = option(32, "`judge`: max_tokens of a reply (the score is on its first line).", ge=1,
+                                   what="a whole number")
 
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
         """Every option, before any request (and the key's variable is set, unread)."""
+        super().check()
         if importlib.util.find_spec("httpx") is None:
-            raise ValueError("scorer 'judge' needs httpx: pip install 'sftpick[judge]'")
+            raise MissingDependency("scorer 'judge' needs httpx: pip install 'sftpick[judge]'")
         _check_url(self.judge_url)
         if not self.judge_model:
-            raise ValueError("scorer 'judge' needs --judge-model NAME: the model the server at --judge-url serves")
+            raise OptionError("scorer 'judge' needs --judge-model NAME: the model the server at --judge-url serves")
         load_prompt(self.judge_prompt)
         if self.judge_key_env is not None:
             # The value is never echoed unless it looks like a variable's name: it may be the key itself.
             if not _ENV_NAME.fullmatch(self.judge_key_env):
-                raise ValueError("--judge-key-env (judge_key_env) should be the NAME of an environment variable "
-                                 "that holds the key (e.g. OPENAI_API_KEY), not the key")
+                raise OptionError("--judge-key-env (judge_key_env) should be the NAME of an environment variable "
+                                  "that holds the key (e.g. OPENAI_API_KEY), not the key")
             if not os.environ.get(self.judge_key_env):
                 shown = self.judge_key_env if _CONVENTIONAL_NAME.fullmatch(self.judge_key_env) else "it names"
-                raise ValueError(f"the environment variable {shown} (--judge-key-env) is not set or empty")
-        _check_number("concurrency", self.concurrency, 1, whole=True)
-        _check_number("judge_retries", self.judge_retries, 0, whole=True)
-        _check_number("judge_max_tokens", self.judge_max_tokens, 1, whole=True)
-        _check_number("judge_timeout", self.judge_timeout, 0, strictly=True)
-        _check_number("judge_backoff", self.judge_backoff, 0)
-        _check_number("judge_temperature", self.judge_temperature, 0)
+                raise OptionError(f"the environment variable {shown} (--judge-key-env) is not set or empty")
 
     def setup(self) -> None:
         self.check()
@@ -173,12 +175,10 @@ class JudgeScorer:
 def collapse_note(histogram: Counter, *, at_least: int = 20, share: float = 0.9) -> str | None:
     """A warning when one value holds `share` of `at_least` ratings or more: a judge that rates
     everything 3 (deita#36) says nothing about quality."""
-    total = sum(histogram.values())
-    if total < at_least:
+    found = dominant_value(histogram, share=share, at_least=at_least)
+    if found is None:
         return None
-    value, n = histogram.most_common(1)[0]
-    if n < share * total:
-        return None
+    value, n, total = found
     return (f"the judge rated {n} of {total} records {value:g}: its ratings hardly separate them "
             "(check the judge model, the prompt and the replies)")
 
@@ -209,19 +209,10 @@ def _start(reply: str, limit: int = 80) -> str:
 
 def _check_url(url: str | None) -> None:
     if not url:
-        raise ValueError("scorer 'judge' needs --judge-url: the OpenAI base URL of the judge's server "
-                         "(e.g. http://127.0.0.1:8000/v1)")
+        raise OptionError("scorer 'judge' needs --judge-url: the OpenAI base URL of the judge's server "
+                          "(e.g. http://127.0.0.1:8000/v1)")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         shown = re.sub(r"//[^/@]*@", "//***@", url)
-        raise ValueError(f"judge_url={shown!r} should be an http:// or https:// URL with a host, "
-                         "e.g. http://127.0.0.1:8000/v1")
-
-
-def _check_number(name: str, value, minimum: float, *, whole: bool = False, strictly: bool = False) -> None:
-    kinds = (int,) if whole else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and (
-        value > minimum if strictly else value >= minimum)
-    if not ok:
-        expected = f"{'a whole number' if whole else 'a number'} {'>' if strictly else '>='} {minimum:g}"
-        raise ValueError(f"{name}={value!r} should be {expected}")
+        raise OptionError(f"judge_url={shown!r} should be an http:// or https:// URL with a host, "
+                          "e.g. http://127.0.0.1:8000/v1")

@@ -25,16 +25,10 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Iterator
 
+from ..errors import JudgeRefused, JudgeUnavailable
+
 MAX_WAIT_SECONDS = 300.0  # the longest pause between two tries, whatever Retry-After says
 RECORD_STATUSES = (400, 413, 422)  # the request itself was refused: the record is rejected
-
-
-class JudgeUnavailable(ConnectionError):
-    """Retries are exhausted: the run stops (the ratings finished so far are kept)."""
-
-
-class JudgeRefused(ValueError):
-    """The server refuses every request (bad key, wrong URL or model): no retry can help."""
 
 
 @dataclass(frozen=True)

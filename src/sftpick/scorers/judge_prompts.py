@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import OptionError
 from ..examples import Example
 
 FIELDS = ("instruction", "input", "response")
@@ -62,22 +63,22 @@ def load_prompt(name_or_file: str) -> JudgePrompt:
         return PROMPTS[name_or_file]
     path = Path(name_or_file)
     if not path.is_file():
-        raise ValueError(f"judge_prompt={name_or_file!r} is neither a built-in prompt "
-                         f"({', '.join(PROMPTS)}) nor an existing file")
+        raise OptionError(f"judge_prompt={name_or_file!r} is neither a built-in prompt "
+                          f"({', '.join(PROMPTS)}) nor an existing file")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"judge prompt file {str(path)!r} is not JSON ({error}); expected "
-                         '{"system": "...", "user": "... {response} ..."}') from None
+        raise OptionError(f"judge prompt file {str(path)!r} is not JSON ({error}); expected "
+                          '{"system": "...", "user": "... {response} ..."}') from None
     if not isinstance(spec, dict) or not isinstance(spec.get("user"), str) or not isinstance(
             spec.get("system", ""), (str, type(None))):
-        raise ValueError(f"judge prompt file {str(path)!r} should be an object with a string \"user\" "
-                         "(and optionally \"system\")")
+        raise OptionError(f"judge prompt file {str(path)!r} should be an object with a string \"user\" "
+                          "(and optionally \"system\")")
     unknown = sorted(set(spec) - {"system", "user"})
     if unknown:
-        raise ValueError(f"judge prompt file {str(path)!r} has unknown key(s) {', '.join(unknown)}; "
-                         "expected \"system\" and \"user\"")
+        raise OptionError(f"judge prompt file {str(path)!r} has unknown key(s) {', '.join(unknown)}; "
+                          "expected \"system\" and \"user\"")
     if "{response}" not in spec["user"]:
-        raise ValueError(f"judge prompt file {str(path)!r}: the \"user\" message has no {{response}} "
-                         f"placeholder (placeholders: {', '.join('{' + f + '}' for f in FIELDS)})")
+        raise OptionError(f"judge prompt file {str(path)!r}: the \"user\" message has no {{response}} "
+                          f"placeholder (placeholders: {', '.join('{' + f + '}' for f in FIELDS)})")
     return JudgePrompt(spec.get("system") or None, spec["user"])

@@ -15,11 +15,15 @@ against exact search is measured on 1,000 sampled queries and printed.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..embeddings import EMBED_TEXTS, VECTOR, VECTOR_DTYPES, embed_examples, vector_config
+from ..errors import DataError
 from ..examples import Example
-from ..models import DEFAULT_EMBEDDER, resolve_device
+from ..models import DEFAULT_EMBEDDER, device_option, resolve_device
+from ..options import Component, option
 from . import register
 
 INDEXES = ("exact", "hnsw", "ivf")
@@ -30,32 +34,29 @@ HNSW_M = 32
 
 
 @register
-class KnnScorer:
+@dataclass(kw_only=True, eq=False)
+class KnnScorer(Component):
     name = "knn"
     embeds = True
     runs_a_model = True
 
-    def __init__(self, *, knn_k: int = 6, embedder: str = DEFAULT_EMBEDDER, embed_text: str = "whole",
-                 knn_index: str = "exact", vectors_dtype: str = "float32", device: str = "auto", seed: int = 0):
-        self.knn_k = knn_k
-        self.embedder = embedder
-        self.embed_text = embed_text
-        self.knn_index = knn_index
-        self.vectors_dtype = vectors_dtype
-        self.device = device
-        self.seed = seed
-        self.columns = (f"knn_{knn_k}",)
+    knn_k: int = option(6, "k of `knn`: the distance to the k-th nearest other record (`--scorers knn_K` sets it "
+                           "too).", ge=1)
+    embedder: str = option(DEFAULT_EMBEDDER, "Sentence-transformers model of `knn_K`: all-minilm-l6-v2 (embedded), "
+                                             "hub id or path.")
+    embed_text: str = option("whole", "Text embedded for `knn_K`: whole | instruction.", choices=EMBED_TEXTS[:2])
+    knn_index: str = option("exact", "kNN search: exact | hnsw | ivf (approximate; recall@k printed).",
+                            choices=INDEXES)
+    vectors_dtype: str = option("float32", "How `knn_K`'s vectors are stored (cache and vectors file): float32 | "
+                                           "float16 (half the space; searched in float32).", choices=VECTOR_DTYPES)
+    device: str = device_option()
+    seed: int = option(0, "Random seed (k-means of an approximate kNN index; the strategies' k-means).")
+
+    def __post_init__(self):
+        self.columns = (f"knn_{self.knn_k}",)
 
     def check(self) -> None:
-        """Every option's value, before any model loads."""
-        if self.knn_k < 1:
-            raise ValueError(f"knn_k={self.knn_k} should be >= 1")
-        if self.embed_text not in EMBED_TEXTS:
-            raise ValueError(f"embed_text={self.embed_text!r} is not one of {', '.join(EMBED_TEXTS)}")
-        if self.knn_index not in INDEXES:
-            raise ValueError(f"knn_index={self.knn_index!r} is not one of {', '.join(INDEXES)}")
-        if self.vectors_dtype not in VECTOR_DTYPES:
-            raise ValueError(f"vectors_dtype={self.vectors_dtype!r} is not one of {', '.join(VECTOR_DTYPES)}")
+        super().check()
         resolve_device(self.device)
 
     def setup(self) -> None:
@@ -78,7 +79,7 @@ class KnnScorer:
     def search(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
         """The global step: each distinct example's distance to its k-th nearest other one."""
         if len(vectors) <= self.knn_k:
-            raise ValueError(f"knn_{self.knn_k} needs more than {self.knn_k} distinct records; got {len(vectors)}")
+            raise DataError(f"knn_{self.knn_k} needs more than {self.knn_k} distinct records; got {len(vectors)}")
         distances, self.stats_ = kth_neighbour_distance(vectors, self.knn_k, index=self.knn_index, seed=self.seed)
         if "recall_at_k" in self.stats_:
             _say(f"knn_{self.knn_k}: {self.knn_index} index, recall@{self.knn_k} against exact search "

@@ -7,26 +7,26 @@ tokens added); `len_chars` its number of characters.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..examples import Example
-from ..models import DEFAULT_LM, ModelNotFoundError, cache_dir, hub_kwargs, model_revision, resolve_lm_source
+from ..models import (ModelNotFoundError, cache_dir, hub_kwargs, model_option, model_revision, resolve_lm_source,
+                      trust_remote_code_option)
+from ..options import Component
 from . import register
 
 
 @register
-class LengthScorer:
+@dataclass(kw_only=True, eq=False)
+class LengthScorer(Component):
     name = "len"
     columns = ("len", "len_chars")
 
-    def __init__(self, model: str = DEFAULT_LM, *, trust_remote_code: bool = False):
-        self.model = model
-        self.trust_remote_code = trust_remote_code
-
-    def check(self) -> None:
-        """Nothing to check before loading: the tokenizer's name is checked by loading it."""
+    model: str = model_option(what="Tokenizer of `len` (only the tokenizer loads), a causal LM's")
+    trust_remote_code: bool = trust_remote_code_option()
 
     def setup(self) -> None:
         self.tokenizer_ = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)

@@ -14,10 +14,12 @@ never repeat has no factor at all and MTLD is undefined: NaN, as is an empty tex
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..examples import Example
+from ..options import Component, option
 from . import register
 
 THRESHOLD = 0.72
@@ -47,16 +49,13 @@ def mtld(text: str, threshold: float = THRESHOLD) -> float:
 
 
 @register
-class MTLDScorer:
+@dataclass(kw_only=True, eq=False)
+class MTLDScorer(Component):
     name = "mtld"
     columns = ("mtld",)
 
-    def __init__(self, *, mtld_threshold: float = THRESHOLD):
-        self.mtld_threshold = mtld_threshold
-
-    def check(self) -> None:
-        if not 0 < self.mtld_threshold < 1:
-            raise ValueError(f"mtld_threshold={self.mtld_threshold} should be in (0, 1)")
+    mtld_threshold: float = option(THRESHOLD, "MTLD's type-token ratio threshold (McCarthy & Jarvis: 0.72).",
+                                   gt=0, lt=1)
 
     def setup(self) -> None:
         self.check()

@@ -8,43 +8,46 @@ truncated to the model's length, and the one logit is the reward (higher = bette
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..embeddings import example_text
+from ..errors import OptionError
 from ..examples import Example
-from ..models import ModelNotFoundError, _quiet_transformers, hub_kwargs, model_revision, resolve_device
+from ..models import (ModelNotFoundError, _quiet_transformers, device_option, hub_kwargs, model_revision,
+                      resolve_device, trust_remote_code_option)
+from ..options import Component, option
 from . import register
 
 
 @register
-class RewardScorer:
+@dataclass(kw_only=True, eq=False)
+class RewardScorer(Component):
     name = "reward"
     columns = ("reward",)
     runs_a_model = True  # worth one process per core / GPU (engines/pool.py)
 
-    def __init__(self, reward_model: str | None = None, *, device: str = "auto",
-                 reward_batch_size: int = 8, reward_max_length: int | None = None,
-                 trust_remote_code: bool = False):
-        self.reward_model = reward_model
-        self.device = device
-        self.reward_batch_size = reward_batch_size
-        self.reward_max_length = reward_max_length
-        self.trust_remote_code = trust_remote_code
+    reward_model: str | None = option(None, "Reward model for `reward`: HF sequence classification, one output.")
+    device: str = device_option()
+    reward_batch_size: int = option(8, "Records per batch of the reward model.", ge=1)
+    reward_max_length: int | None = option(None, "Longest (context, response) pair, in tokens (default: the "
+                                                 "model's own limit).", ge=1)
+    trust_remote_code: bool = trust_remote_code_option()
 
     def check(self) -> None:
+        super().check()
         if not self.reward_model:
-            raise ValueError("scorer 'reward' needs a reward model: --reward-model NAME_OR_PATH "
-                             "(e.g. OpenAssistant/reward-model-deberta-v3-large-v2)")
-        if self.reward_batch_size < 1:
-            raise ValueError(f"reward_batch_size={self.reward_batch_size} should be >= 1")
+            raise OptionError("scorer 'reward' needs a reward model: --reward-model NAME_OR_PATH "
+                              "(e.g. OpenAssistant/reward-model-deberta-v3-large-v2)")
         resolve_device(self.device)
 
     def setup(self) -> None:
         self.check()
         self.model_, self.tokenizer_ = _load(self.reward_model, self.device, self.trust_remote_code)
         if self.model_.config.num_labels != 1:
-            raise ValueError(f"reward_model={self.reward_model!r} has num_labels={self.model_.config.num_labels}; "
-                             "expected 1 (one scalar reward)")
+            raise OptionError(f"reward_model={self.reward_model!r} has num_labels={self.model_.config.num_labels}; "
+                              "expected 1 (one scalar reward)")
         self.max_length_ = self._max_length(self.model_.config, self.tokenizer_)
 
     def _max_length(self, model_config, tokenizer) -> int:

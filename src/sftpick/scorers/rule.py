@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, OptionError
+from ..options import Component, option
 from . import register
 
 DEFAULT_RULE = Path(__file__).resolve().parent.parent / "data" / "instruction_mining_rule.json"
@@ -44,7 +46,7 @@ class Rule:
         """Rule value per row (NaN where an indicator is NaN); raises when a column is absent."""
         missing = [c for c in self.columns if c not in columns]
         if missing:
-            raise ValueError(f"rule {self.name!r} needs the score columns {', '.join(missing)}")
+            raise OptionError(f"rule {self.name!r} needs the score columns {', '.join(missing)}")
         return self.intercept + sum(t.coefficient * np.asarray(columns[t.column], dtype=np.float64)
                                     for t in self.terms)
 
@@ -62,23 +64,24 @@ def load_rule(path: str | Path | None = None) -> Rule:
         return Rule(float(data["intercept"]), terms, data.get("name", path.stem), data.get("source", ""),
                     data.get("target", Rule.target))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"rule file {path}: {error!r}; expected JSON with 'intercept' and 'terms' "
-                         "[{indicator, column, coefficient}]") from None
+        raise OptionError(f"rule file {path}: {error!r}; expected JSON with 'intercept' and 'terms' "
+                          "[{indicator, column, coefficient}]") from None
 
 
 @register
-class RuleScorer:
+@dataclass(kw_only=True, eq=False)
+class RuleScorer(Component):
     """Derived scorer: computed from other scorers' columns once they are all in."""
 
     name = "rule"
     columns = ("rule",)
     derived = True
 
-    def __init__(self, *, rule_file: str | None = None):
-        self.rule_file = rule_file
+    rule_file: str | None = option(None, "Rule file (JSON) for `rule` (default: Instruction Mining's fitted rule).")
 
     def check(self) -> None:
         """The rule file is small: reading it is the check."""
+        super().check()
         self.rule_ = load_rule(self.rule_file)
 
     def setup(self) -> None:
@@ -91,8 +94,8 @@ class RuleScorer:
     def check_inputs(self, available: list[str]) -> None:
         missing = [c for c in self.rule_.columns if c not in available]
         if missing:
-            raise ValueError(f"scorer 'rule' needs the columns {', '.join(missing)}; add the scorers that "
-                             f"make them to --scorers (e.g. len, knn_6, reward with --reward-model)")
+            raise OptionError(f"scorer 'rule' needs the columns {', '.join(missing)}; add the scorers that "
+                              f"make them to --scorers (e.g. len, knn_6, reward with --reward-model)")
 
     def derive(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"rule": self.rule_.apply(columns)}
@@ -116,14 +119,14 @@ def fit_rule(experiments, target: str = "loss", *, indicators: list[str] | None 
 
     data = _read_experiments(experiments)
     if target not in data:
-        raise ValueError(f"target={target!r} is not a column of the experiments; columns: {', '.join(data)}")
+        raise DataError(f"target={target!r} is not a column of the experiments; columns: {', '.join(data)}")
     indicators = indicators or [c for c in data if c != target]
     missing = [c for c in indicators if c not in data]
     if missing:
-        raise ValueError(f"indicators {', '.join(missing)} are not columns of the experiments")
+        raise DataError(f"indicators {', '.join(missing)} are not columns of the experiments")
     if len(data[target]) <= len(indicators) + 1:
-        raise ValueError(f"{len(data[target])} experiments cannot fit {len(indicators)} coefficients and an "
-                         f"intercept; need at least {len(indicators) + 2}")
+        raise DataError(f"{len(data[target])} experiments cannot fit {len(indicators)} coefficients and an "
+                        f"intercept; need at least {len(indicators) + 2}")
     y = np.log(data[target]) if log_target else data[target]
     x = sm.add_constant(np.column_stack([data[c] for c in indicators]), has_constant="add")
     result = sm.OLS(y, x).fit()

@@ -1,29 +1,59 @@
-"""Selectors choose rows of a score table. A selector is a class whose `__init__` stores
-its options, whose `check()` validates them before any work, and whose
+"""Selectors choose rows of a score table. This is the whole selector contract.
+
+A selector is a dataclass (`Selector`, an `options.Component`) whose options are its fields
+made with `options.option(...)`; `by` and `ascending` (the ranking, given to every strategy
+by `select`) are plain fields. `check()` validates the options before any work;
 `select(table, budget, embeddings=None) -> np.ndarray` returns the chosen positions in the
-table, in pick order, deterministic for a given seed. A selector with
-`needs_embeddings = True` gets one vector per table row. After `select` it may leave
-`stats_` (figures for the manifest) and `notes_` (why it returned fewer than asked). Budgets
-are resolved to a count before a selector sees them (`parse_budget`). Modules register
-themselves in `SELECTORS`."""
+table, in pick order, deterministic for a given seed, at most `budget` (a count: budgets are
+resolved by budget.parse_budget first). Class attributes say what it needs:
+`needs_embeddings` (one vector per table row, made by `embedder`/`embed_text` options when it
+declares them, else by the scores' own embedder), `needs_ranking` (a `by` column),
+`default_by` (its ranking column when the scores have it). After `select` it may leave
+`stats_` (figures for the manifest) and `notes_` (why it returned fewer than asked); a
+selector that needs to embed other records (a k-center seed set) is given `embed_(examples)`,
+vectors in the same space as its embeddings.
+
+A new strategy is one module that registers itself (`@register`) and one import line below.
+"""
 from __future__ import annotations
 
-import math
-import re
-from typing import Protocol
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
+from ..budget import parse_budget  # noqa: F401  (selectors and their callers parse budgets)
+from ..errors import OptionError, did_you_mean
+from ..options import Component
+from .ranking import check_embeddings
+
 SELECTORS: dict[str, type] = {}
 
 
-class Selector(Protocol):
-    name: str
+@dataclass(kw_only=True, eq=False)
+class Selector(Component):
+    needs_embeddings: ClassVar[bool] = False
+    needs_ranking: ClassVar[bool] = False  # topk: it cannot choose by coverage alone
+    default_by: ClassVar[str | None] = None
 
-    def check(self) -> None: ...
+    by: str | None = "ifd"  # the ranking column, best first (`ascending`: lower is better)
+    ascending: bool = False
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray: ...
+    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Positions of `table` chosen, in pick order, at most `budget`: nothing from an empty
+        table or for a zero budget, else `choose` with the embeddings checked (one finite row
+        per table row) when the strategy needs them."""
+        self.check()
+        if table.num_rows == 0 or budget <= 0:
+            self.stats_, self.notes_ = {}, []
+            return np.empty(0, np.int64)
+        vectors = check_embeddings(embeddings, table.num_rows, self.name) if self.needs_embeddings else None
+        return np.asarray(self.choose(table, budget, vectors), dtype=np.int64)
+
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
+        """What each strategy implements (no input validation: `select` did it)."""
+        raise NotImplementedError
 
 
 def register(cls: type) -> type:
@@ -33,30 +63,9 @@ def register(cls: type) -> type:
 
 def make_selector(name: str, **options) -> Selector:
     if name not in SELECTORS:
-        raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(sorted(SELECTORS))}")
+        raise OptionError(f"unknown strategy {name!r}{did_you_mean(name, SELECTORS)}; "
+                          f"valid strategies: {', '.join(sorted(SELECTORS))}")
     return SELECTORS[name](**options)
-
-
-def parse_budget(budget: int | float | str, n: int) -> int:
-    """`2000` is a count; `0.05` or `"5%"` a fraction of `n` (rounded up, at least 1 when n > 0)."""
-    text = str(budget).strip()
-    if re.fullmatch(r"\d+", text):
-        count = int(text)
-    elif re.fullmatch(r"\d*\.?\d+%", text):
-        count = _fraction(float(text[:-1]) / 100, n, text)
-    elif re.fullmatch(r"\d*\.\d+", text):
-        count = _fraction(float(text), n, text)
-    else:
-        raise ValueError(f"budget={budget!r} should be a count (2000), a fraction (0.05) or a percentage (5%)")
-    if count < 1:
-        raise ValueError(f"budget={budget!r} should select at least one record")
-    return min(count, n)
-
-
-def _fraction(value: float, n: int, text: str) -> int:
-    if not 0 < value <= 1:
-        raise ValueError(f"budget={text!r} is a fraction outside (0, 1]")
-    return max(1, math.ceil(value * n)) if n else 0
 
 
 from . import topk  # noqa: E402,F401  (modules register themselves)

@@ -11,44 +11,38 @@ start), seeded by `seed`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 from sklearn.cluster import KMeans
 
-from . import register
-from .ranking import check_embeddings, score_order
+from ..errors import DataError
+from ..options import option
+from . import Selector, register
+from .ranking import score_order
 
 QUOTAS = ("proportional", "equal")
 DEFAULT_CLUSTERS = 100
 
 
 @register
-class Clusters:
+@dataclass(kw_only=True, eq=False)
+class Clusters(Selector):
     name = "clusters"
     needs_embeddings = True
 
-    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, clusters: int | None = None,
-                 quota: str = "proportional", seed: int = 0):
-        self.by = by
-        self.ascending = ascending
-        self.clusters = clusters
-        self.quota = quota
-        self.seed = seed
+    clusters: int | None = option(None, "clusters: number of k-means clusters (default 100, or one per 10 records "
+                                        "for a pool under 1,000).", ge=1)
+    quota: str = option("proportional", "clusters: per-cluster quota, proportional | equal.", choices=QUOTAS)
+    seed: int = option(0, "clusters, facility, pre_experience: random seed of k-means.")
 
-    def check(self) -> None:
-        if self.quota not in QUOTAS:
-            raise ValueError(f"clusters: quota={self.quota!r} is not one of {', '.join(QUOTAS)}")
-        if self.clusters is not None and self.clusters < 1:
-            raise ValueError(f"clusters: clusters={self.clusters} should be >= 1")
-
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions chosen, in score order."""
-        self.check()
-        vectors = check_embeddings(embeddings, table.num_rows, self.name)
         k = self.clusters or default_clusters(len(vectors))
         if not 1 <= k <= len(vectors):
-            raise ValueError(f"clusters: clusters={k} should be between 1 and the "
-                             f"{len(vectors)} records in the pool")
+            raise DataError(f"clusters: clusters={k} should be between 1 and the "
+                            f"{len(vectors)} records in the pool")
         labels = kmeans_labels(vectors, k, seed=self.seed)
         sizes = np.bincount(labels, minlength=k)
         quotas = (proportional_quotas if self.quota == "proportional" else equal_quotas)(sizes, budget)

@@ -11,33 +11,30 @@ one-at-a-time walk.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
-from . import register
-from .ranking import check_embeddings, score_order, unit_rows
+from ..options import option
+from . import Selector, register
+from .ranking import score_order, unit_rows
 
 _BLOCK = 1024
 
 
 @register
-class Deita:
+@dataclass(kw_only=True, eq=False)
+class Deita(Selector):
     name = "deita"
     needs_embeddings = True
 
-    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, tau: float = 0.9):
-        self.by = by
-        self.ascending = ascending
-        self.tau = tau
+    tau: float = option(0.9, "deita: keep a record only if its cosine similarity to every kept one is below this.",
+                        ge=-1, le=1, what="a cosine similarity")
 
-    def check(self) -> None:
-        if not -1 <= self.tau <= 1:
-            raise ValueError(f"deita: tau={self.tau} should be a cosine similarity in [-1, 1]")
-
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions kept, in score order."""
-        self.check()
-        vectors = unit_rows(check_embeddings(embeddings, table.num_rows, self.name))
+        vectors = unit_rows(vectors)
         order = score_order(table, self.by, self.ascending)
         chosen, examined = deita_filter(vectors, order, budget, self.tau)
         self.stats_ = {"tau": self.tau, "examined": examined, "too_similar": examined - len(chosen)}
@@ -73,4 +70,3 @@ def deita_filter(x: np.ndarray, order: np.ndarray, budget: int, tau: float) -> t
         chosen.extend(int(p) for p in block[passed[taken]])
         start += len(block)
     return np.asarray(chosen, dtype=np.int64), examined
-

@@ -21,14 +21,17 @@ Lazy greedy returns exactly the plain greedy's picks (ties to the lower position
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from . import register
-from .ranking import check_embeddings, unit_rows
+from ..errors import OptionError
+from ..options import option
+from . import Selector, register
+from .ranking import unit_rows
 
 EXACT_UP_TO = 20_000
 DENSE_UP_TO = 10_000  # the euclidean kernel keeps n×n float64 matrices: 0.8 GB each there
@@ -38,28 +41,18 @@ _QUERY_BLOCK = 16_384
 
 
 @register
-class Facility:
+@dataclass(kw_only=True, eq=False)
+class Facility(Selector):
     name = "facility"
     needs_embeddings = True
 
-    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, neighbors: int = 10,
-                 kernel: str = "cosine", seed: int = 0):
-        self.by = by
-        self.ascending = ascending
-        self.neighbors = neighbors
-        self.kernel = kernel
-        self.seed = seed
+    neighbors: int = option(10, "facility: nearest neighbours per record in the similarity graph.", ge=1)
+    kernel: str = option("cosine", "facility: cosine (sparse k-NN graph: scales) | euclidean (Superfiltering's "
+                                   "dense submodlib objective, up to 10,000 records).", choices=KERNELS)
+    seed: int = option(0, "clusters, facility, pre_experience: random seed of k-means.")
 
-    def check(self) -> None:
-        if self.neighbors < 1:
-            raise ValueError(f"facility: neighbors={self.neighbors} should be >= 1")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"facility: kernel={self.kernel!r} is not one of {', '.join(KERNELS)}")
-
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions in pick order; `stats_["facility_value"]` is f(S) under the kernel."""
-        self.check()
-        vectors = check_embeddings(embeddings, table.num_rows, self.name)
         if self.kernel == "euclidean":
             chosen, value = lazy_greedy_dense(euclidean_similarity(vectors), budget)
             self.stats_ = {"facility_value": value, "kernel": "euclidean (dense, submodlib's)"}
@@ -110,8 +103,8 @@ def euclidean_similarity(x: np.ndarray) -> np.ndarray:
     of addition as float32 ones would). No input validation beyond the size limit."""
     n, dim = x.shape
     if n > DENSE_UP_TO:
-        raise ValueError(f"facility: kernel='euclidean' keeps an n×n matrix; {n} records is over "
-                         f"{DENSE_UP_TO}: choose among fewer with --pool, or use kernel='cosine'")
+        raise OptionError(f"facility: kernel='euclidean' keeps an n×n matrix; {n} records is over "
+                          f"{DENSE_UP_TO}: choose among fewer with --pool, or use kernel='cosine'")
     x = x.astype(np.float64)
     squared = np.einsum("ij,ij->i", x, x)
     distance = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * x @ x.T, 0))

@@ -16,10 +16,16 @@ new candidate set is drawn. Ties go to the lower position, as in the plain loop.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
-from . import register
+from ..errors import DataError, OptionError
+from ..io import read_dataset
+from ..options import option
+from . import Selector, register
 from .ranking import check_embeddings, score_order
 
 _CANDIDATES = 1024  # rows kept up to date pick by pick
@@ -28,26 +34,27 @@ _SAME = 1e-6  # squared distances below this share of |x|² + |c|² count as 0 (
 
 
 @register
-class KCenter:
+@dataclass(kw_only=True, eq=False)
+class KCenter(Selector):
     name = "kcenter"
     needs_embeddings = True
 
-    def __init__(self, by: str | None = "ifd", *, ascending: bool = False, centers: np.ndarray | None = None):
-        self.by = by
-        self.ascending = ascending
-        self.centers = centers
+    seed_set: Path | None = option(None, "kcenter: records already chosen (an input file); new picks start far "
+                                         "from them.")
+    centers: np.ndarray | None = None  # Python API: vectors already chosen, in the embeddings' space
 
     def check(self) -> None:
-        """The centers are checked against the embeddings when they meet."""
+        super().check()
+        if self.seed_set is not None and not Path(self.seed_set).is_file():
+            raise OptionError(f"seed_set={str(self.seed_set)!r}: no such file")
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions in pick order; `stats_["covering_radius"]` is the largest distance from
         a record of the table to its nearest center (chosen or given) afterwards."""
-        vectors = check_embeddings(embeddings, table.num_rows, self.name)
-        seeds = None if self.centers is None else check_embeddings(
-            self.centers, len(self.centers), self.name + " centers")
+        centers = self.centers if self.seed_set is None else self.embed_(read_dataset(self.seed_set).examples)
+        seeds = None if centers is None else check_embeddings(centers, len(centers), self.name + " centers")
         if seeds is not None and seeds.shape[1] != vectors.shape[1]:
-            raise ValueError(f"kcenter: centers have {seeds.shape[1]} dimensions, the embeddings {vectors.shape[1]}")
+            raise DataError(f"kcenter: centers have {seeds.shape[1]} dimensions, the embeddings {vectors.shape[1]}")
         first = int(score_order(table, self.by, self.ascending)[0]) if table.num_rows else 0
         chosen, radius = kcenter_greedy(vectors, budget, seeds, first=first)
         self.stats_ = {"covering_radius": radius, "seed_centers": 0 if seeds is None else len(seeds)}

@@ -12,7 +12,7 @@ Quantity: Towards Versatile Instruction Curation"), and the authors' scripts
 
 LIFT's expansion phase (GPT-4 rewriting instructions to add new records) generates data and
 is not a selection: it is out of scope. Where the paper is silent or this module differs
-(the README's "LIFT's curation" says more):
+(docs/methods/lift.md says more):
 - embedder: LIFT's is text-embedding-ada-002; here the selectors' sentence embeddings (MiniLM);
 - components: the fewest explaining more than 95% (the script keeps one fewer, via an
   unseeded randomized SVD); exact, from the covariance matrix in float64;
@@ -25,41 +25,44 @@ is not a selection: it is out of scope. Where the paper is silent or this module
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
-from . import parse_budget, register
-from .ranking import check_embeddings, score_order
+from ..budget import parse_budget
+from ..errors import DataError, OptionError
+from ..options import option
+from . import Selector, register
+from .ranking import score_order
 
 _BLOCK = 16384  # rows per matrix product: memory stays a block, not a copy of the vectors
 
 
 @register
-class Lift:
+@dataclass(kw_only=True, eq=False)
+class Lift(Selector):
     name = "lift"
     needs_embeddings = True
     default_by = "judge"  # the quality column, when the scores have it
 
-    def __init__(self, by: str | None = "judge", *, ascending: bool = False, variety: int | float | str = "20%",
-                 explained_variance: float = 0.95):
-        self.by = by
-        self.ascending = ascending
-        self.variety = variety
-        self.explained_variance = explained_variance
+    by: str | None = "judge"
+    variety: int | float | str = option("20%", "lift: records its variety stage keeps, those of highest row "
+                                               "variance (count, fraction or %; LIFT's 20%); the budget is then the "
+                                               "best of them by --by.")
+    explained_variance: float = option(0.95, "lift: share of the embeddings' variance its principal components keep "
+                                             "(LIFT's 0.95).", gt=0, le=1, what="a share")
 
     def check(self) -> None:
-        if not 0 < self.explained_variance <= 1:
-            raise ValueError(f"lift: explained_variance={self.explained_variance} should be a share in (0, 1]")
+        super().check()
         try:
             parse_budget(self.variety, 1)
-        except ValueError:
-            raise ValueError(f"lift: variety={self.variety!r} should be a count (2000), a fraction (0.2) or a "
-                             "percentage (20%) of the records, at least one") from None
+        except OptionError:
+            raise OptionError(f"lift: variety={self.variety!r} should be a count (2000), a fraction (0.2) or a "
+                              "percentage (20%) of the records, at least one") from None
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions chosen, best quality first (by row variance without a quality column)."""
-        self.check()
-        vectors = check_embeddings(embeddings, table.num_rows, self.name)
         variance, components, kept = row_variances(vectors, self.explained_variance)
         rows = table.column("row").to_numpy()
         by_variety = np.lexsort((rows, -variance))  # ties: lower row first
@@ -79,8 +82,8 @@ class Lift:
         """The `budget` best by `by` among the variety stage's survivors; NaN never chosen."""
         size = parse_budget(self.variety, table.num_rows)
         if size < budget:
-            raise ValueError(f"lift: variety={self.variety!r} keeps {size} of {table.num_rows} records, fewer "
-                             f"than the budget of {budget}: raise --variety or lower the budget")
+            raise DataError(f"lift: variety={self.variety!r} keeps {size} of {table.num_rows} records, fewer "
+                            f"than the budget of {budget}: raise --variety or lower the budget")
         survivors = table.take(by_variety[:size])
         order = score_order(survivors, self.by, self.ascending)
         values = survivors.column(self.by).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -13,56 +13,55 @@ the scores as `X.embeddings-lm_smollm2-135m.parquet`); any sentence embedder can
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 from sklearn.cluster import KMeans
 
 from ..embeddings import EMBED_TEXTS
+from ..errors import OptionError
 from ..models import DEFAULT_LM
-from . import register
+from ..options import option
+from . import Selector, register
 from .clusters import default_clusters
-from .ranking import check_embeddings
 
 
 @register
-class PreExperience:
+@dataclass(kw_only=True, eq=False)
+class PreExperience(Selector):
     name = "pre_experience"
     needs_embeddings = True
     default_by = "ppl_ins"  # the column its band is cut on, when the scores have it
 
-    def __init__(self, by: str | None = "ppl_ins", *, ascending: bool = False, clusters: int | None = None,
-                 low_percentile: float = 25.0, high_percentile: float = 75.0, seed: int = 0,
-                 embedder: str = "lm:" + DEFAULT_LM, embed_text: str = "prompt"):
-        self.by = by
-        self.ascending = ascending  # the band is symmetric: the direction does not matter
-        self.clusters = clusters
-        self.low_percentile = low_percentile
-        self.high_percentile = high_percentile
-        self.seed = seed
-        self.embedder = embedder  # read by api.select, which hands `select` these vectors
-        self.embed_text = embed_text
+    by: str | None = "ppl_ins"  # the band is symmetric: `ascending` does not matter
+    clusters: int | None = option(None, "pre_experience: number of k-means clusters (default 100, or one per 10 "
+                                        "records for a pool under 1,000).", ge=1)
+    band: tuple[float, float] = option((25.0, 75.0), "pre_experience: the percentiles of --by kept in each cluster "
+                                                     "(Cherry LLM's 25 75).")
+    seed: int = option(0, "clusters, facility, pre_experience: random seed of k-means.")
+    embedder: str = option("lm:" + DEFAULT_LM, "pre_experience: what the records are clustered by: lm:MODEL (a "
+                                               "causal LM's mean-pooled last hidden state, Cherry's) or a "
+                                               "sentence embedder.")
+    embed_text: str = option("prompt", "pre_experience: text embedded: prompt (the Alpaca prompt, Cherry's) | whole "
+                                       "| instruction.", choices=EMBED_TEXTS)
 
     def check(self) -> None:
-        if not 0 <= self.low_percentile <= self.high_percentile <= 100:
-            raise ValueError(f"pre_experience: low_percentile={self.low_percentile}, high_percentile="
-                             f"{self.high_percentile} should be percentiles with 0 <= low <= high <= 100")
-        if self.clusters is not None and self.clusters < 1:
-            raise ValueError(f"pre_experience: clusters={self.clusters} should be >= 1")
-        if self.embed_text not in EMBED_TEXTS:
-            raise ValueError(f"pre_experience: embed_text={self.embed_text!r} is not one of {', '.join(EMBED_TEXTS)}")
+        super().check()
+        low, high = self.band
+        if not 0 <= low <= high <= 100:
+            raise OptionError(f"pre_experience: band={low:g} {high:g} should be percentiles with "
+                              "0 <= low <= high <= 100")
 
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions chosen, cluster by cluster (Cherry's output order)."""
-        self.check()
         if self.by is None:
-            raise ValueError("pre_experience keeps a band of a score in each cluster: pass by= (--by ppl_ins)")
-        vectors = check_embeddings(embeddings, table.num_rows, self.name)
+            raise OptionError("pre_experience keeps a band of a score in each cluster: pass by= (--by ppl_ins)")
         k = min(self.clusters or default_clusters(len(vectors)), len(vectors))
         labels = KMeans(n_clusters=k, random_state=self.seed, n_init=10).fit(vectors).labels_
         confidence = table.column(self.by).to_numpy(zero_copy_only=False).astype(np.float64)
         per_cluster = max(1, budget // k)
-        picks = [middle_band(np.flatnonzero(labels == c), confidence, per_cluster, self.low_percentile,
-                             self.high_percentile) for c in range(k)]
+        picks = [middle_band(np.flatnonzero(labels == c), confidence, per_cluster, *self.band) for c in range(k)]
         chosen = np.concatenate(picks)[:budget]
         self.stats_ = {"clusters": k, "per_cluster": per_cluster}
         self.notes_ = [] if len(chosen) >= budget else [

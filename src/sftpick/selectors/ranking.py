@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ..errors import DataError
+
 
 def score_order(table: pa.Table, by: str | None, ascending: bool) -> np.ndarray:
     """Positions of all rows, best score first; NaN scores last; ties broken by `row`. With
@@ -20,13 +22,13 @@ def score_order(table: pa.Table, by: str | None, ascending: bool) -> np.ndarray:
 def check_embeddings(embeddings: np.ndarray | None, n: int, strategy: str) -> np.ndarray:
     """The vectors as contiguous float32 [n, d], or a ValueError naming what is wrong."""
     if embeddings is None:
-        raise ValueError(f"strategy {strategy!r} needs sentence embeddings of the records")
+        raise DataError(f"strategy {strategy!r} needs sentence embeddings of the records")
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != n:
-        raise ValueError(f"strategy {strategy!r}: embeddings of shape {vectors.shape} do not match "
-                         f"the {n} rows of the table (expected ({n}, d))")
+        raise DataError(f"strategy {strategy!r}: embeddings of shape {vectors.shape} do not match "
+                        f"the {n} rows of the table (expected ({n}, d))")
     if not np.isfinite(np.einsum("ij,ij->i", vectors, vectors)).all():  # no n×d temporary
-        raise ValueError(f"strategy {strategy!r}: embeddings contain NaN, infinite or huge values")
+        raise DataError(f"strategy {strategy!r}: embeddings contain NaN, infinite or huge values")
     return vectors
 
 

@@ -2,25 +2,21 @@
 among those below 1) and by Instruction Mining's rule (lowest predicted loss)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
-from . import register
+from . import Selector, register
 
 
 @register
-class TopK:
+@dataclass(kw_only=True, eq=False)
+class TopK(Selector):
     name = "topk"
     needs_ranking = True  # the other strategies can choose by coverage alone
 
-    def __init__(self, by: str = "ifd", *, ascending: bool = False):
-        self.by = by
-        self.ascending = ascending
-
-    def check(self) -> None:
-        """No option to check."""
-
-    def select(self, table: pa.Table, budget: int, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions of the `budget` best rows; ties broken by `row`, NaN never chosen."""
         values = table.column(self.by).to_numpy(zero_copy_only=False).astype(np.float64)
         rows = table.column("row").to_numpy()

@@ -16,6 +16,7 @@ import pyarrow as pa
 from ..cache import content_digest
 from ..embeddings import (cached_vectors, embed_examples, embeddings_meta, embeddings_path, load_embeddings,
                           save_embeddings, vector_config)
+from ..errors import DataError
 from ..examples import Example
 from ..models import DEFAULT_EMBEDDER
 
@@ -46,13 +47,13 @@ def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None,
                 return aligned, meta
     if records is None:
         where = f"no usable embeddings at {path}" if path else "no embeddings given"
-        raise ValueError(f"strategy {strategy!r} needs sentence embeddings: {where}; "
-                         "pass the data file (`sftpick select DATA …`, `data=`) to compute them")
+        raise DataError(f"strategy {strategy!r} needs sentence embeddings: {where}; "
+                        "pass the data file (`sftpick select DATA …`, `data=`) to compute them")
     by_row = {e.row: e for e in records()}
     missing = [int(r) for r in rows if r not in by_row]
     if missing:
-        raise ValueError(f"the data file has no record at row {missing[0]} of the scores "
-                         f"({len(missing)} rows missing): is it the file that was scored?")
+        raise DataError(f"the data file has no record at row {missing[0]} of the scores "
+                        f"({len(missing)} rows missing): is it the file that was scored?")
     meta = {**(wanted or vector_config(DEFAULT_EMBEDDER, text)), "content_digest": digest}
     vectors = cached_vectors([by_row[r] for r in rows], meta, cache_dir)
     if path is not None:
@@ -67,8 +68,8 @@ def _refuse_other_embedder(path: Path, meta: dict, wanted: dict | None, strategy
     if any(meta.get(key, wanted[key]) != wanted[key] for key in keys):
         made = ", ".join(f"{key} {meta.get(key)!r}" for key in keys)
         asked = ", ".join(f"{key} {wanted[key]!r}" for key in keys)
-        raise ValueError(f"the vectors in {path} were made by {made}; strategy {strategy!r} asks for {asked}: "
-                         "remove the file or pass vectors made that way")
+        raise DataError(f"the vectors in {path} were made by {made}; strategy {strategy!r} asks for {asked}: "
+                        "remove the file or pass vectors made that way")
 
 
 def _table_digest(table: pa.Table, records: Callable[[], list[Example]] | None) -> str | None:

@@ -3,16 +3,53 @@ baselines, compare held-out loss) and `rule_experiments` (Instruction Mining's e
 Input is validated here, once, before any model loads."""
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..io import UnreadableInput
+from ..errors import OptionError, UnreadableInput
+from ..examples import FORMATS
+from ..models import device_option, model_option, trust_remote_code_option
+from ..options import option, settings_from
+from .arms import BASELINES
+from .finetune import TrainConfig, check_config, train_config
 
 
-def evaluate(train: list[str | Path], output_dir: str | Path, *, eval_sets: list[str | Path],
-             baselines: list[str] | None = None, pool: str | Path | None = None, seeds: int = 1,
-             fixed_seeds: int | None = None, size: int | str | None = None, config=None, model: str = "smollm2-135m", device: str = "auto",
-             allow_overlap: bool = False, save_models: bool = False, progress: bool = True,
-             fmt: str | None = None, trust_remote_code: bool = False) -> dict:
+@dataclass(kw_only=True)
+class TrainingRunSettings:
+    """What every command that fine-tunes shares: the model, where it runs, how files are read."""
+
+    model: str = model_option()
+    device: str = device_option()
+    fmt: str | None = option(None, "alpaca | sharegpt | openai (default: detect).", flags=("--format",),
+                             choices=FORMATS)
+    trust_remote_code: bool = trust_remote_code_option()
+    progress: bool = option(True, "Show progress.")
+
+
+@dataclass(kw_only=True)
+class EvalSettings(TrainingRunSettings):
+    """`sftpick eval`: the arms to fine-tune and the held-out sets (training settings apart)."""
+
+    output_dir: Path = option(help="Folder for result.json, result.html, manifest.json, arms/.",
+                              flags=("-o", "--output-dir"))
+    eval_sets: list[Path] = option([], "Held-out records (any supported format); repeat for several, reported "
+                                       "apart.", flags=("--eval-set",), repeat=True)
+    train: list[Path] = option([], "A training file (e.g. a selected subset): one arm each; repeatable.",
+                               repeat=True)
+    baselines: list[str] = option([], "random | longest | full, drawn from --pool; repeatable.",
+                                  flags=("--baseline",), repeat=True)
+    pool: Path | None = option(None, "Records the baselines are drawn from.")
+    seeds: int = option(1, "Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.",
+                        ge=1)
+    fixed_seeds: int | None = option(None, "Fine-tunes of the arms whose records do not change with the seed "
+                                           "(--train files, longest, full); default: --seeds.", ge=1)
+    size: str | None = option(None, "Size of the random/longest baselines (count, fraction or % of the pool; "
+                                    "default: the first --train file's).")
+    allow_overlap: bool = option(False, "Evaluate even when eval records are also training records.")
+    save_models: bool = option(False, "Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")
+
+
+def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **options) -> dict:
     """Fine-tune `model` on each `train` file and each baseline (`random`, `longest`, `full`
     subsets of `pool`), `seeds` times each, and compare held-out loss on `eval_sets`. Arms whose
     records do not change with the seed (files, longest, full) are fine-tuned `fixed_seeds`
@@ -20,39 +57,40 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, eval_sets: list
     training seed alone, so fewer of their fine-tunes buy most of the interval's width.
     Writes `result.json`, `result.html`, `manifest.json` and one `arms/<key>.json` per
     fine-tune under `output_dir`; returns the result. `config`: a `TrainConfig`, a dict of
-    its fields, or None for the defaults."""
+    its fields, or None (the defaults); training settings may also be given as keywords
+    (`lr=1e-4`). `options`: the settings of `EvalSettings`."""
     from ..models import load_causal_lm
     from .loop import evaluate_arms
 
-    config = check_evaluate(train, eval_sets, baselines or [], pool, seeds, config, fixed_seeds)
-    lm = load_causal_lm(model, device=device, dtype="float32", trust_remote_code=trust_remote_code)
+    settings, config = check_evaluate(train, output_dir, config, options)
+    lm = load_causal_lm(settings.model, device=settings.device, dtype="float32",
+                        trust_remote_code=settings.trust_remote_code)
     if config.template == "chat" and not getattr(lm.tokenizer, "chat_template", None):
-        raise ValueError(f"template='chat' needs a chat template, and {model!r}'s tokenizer has none")
-    return evaluate_arms(lm, list(train), list(baselines or []), pool, list(eval_sets), Path(output_dir), config,
-                         seeds=seeds, fixed_seeds=fixed_seeds, size=size, allow_overlap=allow_overlap, progress=progress,
-                         save_models=save_models, fmt=fmt)
+        raise OptionError(f"template='chat' needs a chat template, and {settings.model!r}'s tokenizer has none")
+    return evaluate_arms(lm, settings.train, settings.baselines, settings.pool, settings.eval_sets,
+                         settings.output_dir, config, seeds=settings.seeds, fixed_seeds=settings.fixed_seeds,
+                         size=settings.size, allow_overlap=settings.allow_overlap, progress=settings.progress,
+                         save_models=settings.save_models, fmt=settings.fmt)
 
 
-def check_evaluate(train: list, eval_sets: list, baselines: list[str], pool, seeds: int, config,
-                   fixed_seeds: int | None = None):
-    """Everything that can be checked before a model loads; returns the TrainConfig."""
-    from .arms import BASELINES
-
-    unknown = [b for b in baselines if b not in BASELINES]
+def check_evaluate(train: list, output_dir, config, options: dict) -> tuple[EvalSettings, TrainConfig]:
+    """Everything that can be checked before a model loads: the settings and the TrainConfig."""
+    settings, rest = settings_from(EvalSettings, {"train": list(train), "output_dir": output_dir, **options})
+    config = _train_config(config, rest)
+    if settings.fixed_seeds is not None and settings.fixed_seeds > settings.seeds:
+        raise OptionError(f"fixed_seeds={settings.fixed_seeds} should be between 1 and seeds={settings.seeds}")
+    if not settings.train and not settings.baselines:
+        raise OptionError("nothing to fine-tune: give at least one --train file or --baseline")
+    if not settings.eval_sets:
+        raise OptionError("no eval set: give at least one --eval-set file")
+    unknown = [b for b in settings.baselines if b not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baseline {unknown[0]!r}; valid baselines: {', '.join(BASELINES)}")
-    if seeds < 1:
-        raise ValueError(f"seeds={seeds} should be >= 1")
-    if fixed_seeds is not None and not 1 <= fixed_seeds <= seeds:
-        raise ValueError(f"fixed_seeds={fixed_seeds} should be between 1 and seeds={seeds}")
-    if not train and not baselines:
-        raise ValueError("nothing to fine-tune: give at least one --train file or --baseline")
-    if not eval_sets:
-        raise ValueError("no eval set: give at least one --eval-set file")
-    if baselines and pool is None:
-        raise ValueError(f"--baseline {baselines[0]} needs --pool (the records the baselines are drawn from)")
-    _check_files([*train, *eval_sets, *([pool] if pool is not None else [])])
-    return _train_config(config)
+        raise OptionError(f"unknown baseline {unknown[0]!r}; valid baselines: {', '.join(BASELINES)}")
+    if settings.baselines and settings.pool is None:
+        raise OptionError(f"--baseline {settings.baselines[0]} needs --pool (the records the baselines are drawn "
+                          "from)")
+    _check_files([*settings.train, *settings.eval_sets, *([settings.pool] if settings.pool is not None else [])])
+    return settings, config
 
 
 def _check_files(paths: list) -> None:
@@ -61,44 +99,68 @@ def _check_files(paths: list) -> None:
             raise UnreadableInput(f"{path}: no such file")
 
 
-def _train_config(config):
-    """A TrainConfig from a TrainConfig, a dict of its fields or None (the defaults); checked."""
-    from .finetune import TrainConfig, check_config, train_config
-
+def _train_config(config, options: dict | None = None) -> TrainConfig:
+    """A TrainConfig from a TrainConfig, a dict of its fields or None (the defaults), with the
+    training settings among `options` on top; checked. Any other option is an error."""
+    options = options or {}
     if isinstance(config, TrainConfig):
-        check_config(config)
-        return config
-    return train_config(**(config or {}))
+        config = config.to_dict()
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise OptionError(f"unknown option {unknown[0]}; the training settings are: {', '.join(sorted(names))}")
+    merged = train_config(**{**(config or {}), **options})
+    check_config(merged)
+    return merged
 
 
-def rule_experiments(pools: list[str | Path], output: str | Path, *, eval_set: str | Path, datasets: int = 24,
-                     min_size: int = 200, max_size: int = 1000, seed: int = 0, config=None,
-                     model: str = "smollm2-135m", device: str = "auto", indicators: list[str] | None = None,
-                     progress: bool = True, fmt: str | None = None, trust_remote_code: bool = False,
-                     **assess_options) -> list[dict]:
+@dataclass(kw_only=True)
+class ExperimentSettings(TrainingRunSettings):
+    """`sftpick rule experiments` (training settings and the indicator scorers' options apart)."""
+
+    pools: list[Path] = option(help="Pool files; each is a source the datasets mix.", argument=True)
+    output: Path = option(help="Experiments CSV (input of `rule fit`); its runs go to <stem>.runs/.",
+                          flags=("-o", "--output"))
+    eval_set: Path = option(help="Held-out records whose loss is the target.")
+    datasets: int = option(24, "Training sets to draw, fine-tune and evaluate.", ge=1)
+    min_size: int = option(200, "Smallest drawn dataset (records).", ge=1)
+    max_size: int = option(1000, "Largest drawn dataset (records).", ge=1)
+    draw_seed: int = option(0, "Seed of the draws (dataset i uses default_rng([seed, i])).")
+    indicators: list[str] = option([], "Extra indicator scorers, comma-separated (e.g. ppl).")
+
+
+def rule_experiments(pools: list[str | Path], output: str | Path, *, config=None, **options) -> list[dict]:
     """Instruction Mining's experiments: draw `datasets` training sets of `min_size` to
     `max_size` records from the `pools` (each file a source, mixed in random proportions),
     fine-tune `model` on each, and write `output` (CSV: one row per dataset with its
     indicator means and eval loss on `eval_set`), the input of `rule fit`. Resumable: a
-    dataset whose fine-tune is done is not redone. `assess_options` go to `assess`
-    (reward_model, embedder, embed_text, knn_index)."""
+    dataset whose fine-tune is done is not redone. Options that are neither settings of
+    `ExperimentSettings` nor training settings go to `assess` (reward_model, embedder, …)."""
     from ..assess import default_indicators
     from ..models import load_causal_lm
     from .experiments import run_experiments
 
+    settings, rest = settings_from(ExperimentSettings, {"pools": list(pools), "output": output,
+                                                        "draw_seed": options.pop("seed", 0), **options})
+    names = {f.name for f in fields(TrainConfig)}
+    config = _train_config(config, {k: v for k, v in rest.items() if k in names})
+    assess_options = {k: v for k, v in rest.items() if k not in names and v is not None}
     k = assess_options.get("knn_k") or 6
-    checks = [(datasets >= 1, f"datasets={datasets} should be >= 1"),
-              (min_size >= k + 2, f"min_size={min_size} should be >= {k + 2} (knn_{k} needs {k} other records)"),
-              (max_size >= min_size, f"max_size={max_size} should be >= min_size={min_size}"),
-              (bool(pools), "no pool: give at least one POOL file")]
+    checks = [(settings.min_size >= k + 2, f"min_size={settings.min_size} should be >= {k + 2} "
+                                           f"(knn_{k} needs {k} other records)"),
+              (settings.max_size >= settings.min_size,
+               f"max_size={settings.max_size} should be >= min_size={settings.min_size}"),
+              (bool(settings.pools), "no pool: give at least one POOL file")]
     for ok, message in checks:
         if not ok:
-            raise ValueError(message)
-    _check_files([*pools, eval_set])
-    config = _train_config(config)
-    names = list(dict.fromkeys([*(indicators or []), *default_indicators(assess_options)]))
-    lm = load_causal_lm(model, device=device, dtype="float32", trust_remote_code=trust_remote_code)
-    return run_experiments(lm, list(pools), eval_set, Path(output), config, datasets=datasets, min_size=min_size,
-                           max_size=max_size, seed=seed, indicators=names,
-                           assess_options={"model": model, "device": device, "fmt": fmt, **assess_options},
-                           progress=progress, fmt=fmt)
+            raise OptionError(message)
+    _check_files([*settings.pools, settings.eval_set])
+    indicators = list(dict.fromkeys([*settings.indicators, *default_indicators(assess_options)]))
+    lm = load_causal_lm(settings.model, device=settings.device, dtype="float32",
+                        trust_remote_code=settings.trust_remote_code)
+    return run_experiments(lm, settings.pools, settings.eval_set, settings.output, config,
+                           datasets=settings.datasets, min_size=settings.min_size, max_size=settings.max_size,
+                           seed=settings.draw_seed, indicators=indicators,
+                           assess_options={"model": settings.model, "device": settings.device, "fmt": settings.fmt,
+                                           **assess_options},
+                           progress=settings.progress, fmt=settings.fmt)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..examples import Example
+from ..io.records import reason_kind
 from .data import Encoded
 
 BASELINES = ("random", "longest", "full")
@@ -56,9 +57,7 @@ class Arm:
 
 def make_source(dataset, encoded: list[Encoded | None], reasons: list[str | None]) -> Source:
     """Keep the examples that encoded; count the others by reason with the read rejects."""
-    from ..api import reason_kind
-
-    rejects = Counter(reason_kind(r.reason) for r in dataset.rejects)
+    rejects = Counter(r.kind for r in dataset.rejects)
     rejects.update(reason_kind(r) for r in reasons if r is not None)
     kept = [i for i, e in enumerate(encoded) if e is not None]
     return Source(str(dataset.path), dataset.sha256, dataset.format, dataset.n_records, [dataset.examples[i] for i in kept],

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..writers import atomic_write, sibling
 from .arms import Arm, Source, file_names
 
@@ -89,8 +90,8 @@ def run_experiments(lm, pools: list[str | Path], eval_path: str | Path, output: 
     sources = dict(zip(file_names([str(p) for p in pools]), [load_source(p, lm, config, fmt) for p in pools]))
     formats = {name: s.format for name, s in sources.items()}
     if len(set(formats.values())) > 1:
-        raise ValueError(f"the pools are in different formats ({formats}); a drawn dataset mixes their records "
-                         "in one file, so convert them to one format first")
+        raise DataError(f"the pools are in different formats ({formats}); a drawn dataset mixes their records "
+                        "in one file, so convert them to one format first")
     sets = load_eval_sets([eval_path], lm, config)
     token_budget = 16384 if lm.device.startswith("cuda") else 1024
     base = base_result(lm, sets, config, runs, token_budget)
@@ -138,9 +139,9 @@ def _csv(rows: list[dict]) -> str:
 
 
 def _write_manifest(runs, lm, config, sources, sets, base, draws, seed, min_size, max_size, indicators) -> None:
-    from .loop import file_entry, manifest_header
+    from .loop import file_entry, training_header
 
-    manifest = {**manifest_header(lm, config), "base": base, "indicators": indicators,
+    manifest = {**training_header(lm, config), "base": base, "indicators": indicators,
                 "draws": {"datasets": len(draws), "seed": seed, "min_size": min_size, "max_size": max_size,
                           "method": "size ~ U{min_size..max_size}; weights ~ Dirichlet(1); counts ~ Multinomial; "
                                     "records without replacement; rng = numpy default_rng([seed, i])"},

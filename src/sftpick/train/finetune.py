@@ -10,83 +10,72 @@ suits small subsets (16; Alpaca used 128).
 """
 from __future__ import annotations
 
-import json
 import math
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 
+from ..errors import OptionError, did_you_mean
+from ..options import check_options, option, read_config
+from ..templates import TEMPLATES
 from .data import Encoded, collate
 
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Plain data: saved with every result, part of every arm's cache key."""
 
-    epochs: float = 3.0
-    lr: float = 2e-5
-    batch_size: int = 16
-    max_length: int = 1024
-    seed: int = 0
-    lora_rank: int | None = None  # None: full fine-tuning
-    template: str = "alpaca"
-    warmup: float = 0.03  # fraction of the steps
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_steps: int | None = None  # stop after this many optimizer steps (quick checks)
+    epochs: float = option(3.0, "Epochs.", gt=0)
+    lr: float = option(2e-5, "Peak learning rate (~2e-4 suits LoRA).", gt=0)
+    batch_size: int = option(16, "Records per optimizer step.", ge=1)
+    max_length: int = option(1024, "Longest training/eval sequence in tokens.", ge=2)
+    seed: int = option(0, "Training seed.")
+    lora_rank: int | None = option(None, "Train LoRA adapters of this rank (peft) instead of all weights "
+                                         "(None: full fine-tuning).", ge=1)
+    template: str = option("alpaca", "Prompt template: none | alpaca | chat.", choices=TEMPLATES)
+    warmup: float = option(0.03, "Warm-up, a fraction of the steps.", ge=0, lt=1, what="a fraction of the steps")
+    scheduler: str = option("cosine", "Learning-rate schedule.", choices=SCHEDULERS)
+    weight_decay: float = option(0.0, "Weight decay.", ge=0)
+    max_steps: int | None = option(None, "Stop each fine-tune after this many optimizer steps (quick checks).", ge=1)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
-    """Defaults, then the JSON file at `path` (a config, or a manifest with a "config" key),
-    then the `overrides` that are not None; checked."""
+    """Defaults, then the config file at `path` (TOML, or a manifest whose config holds these
+    settings), then the `overrides` that are not None; checked."""
     values = {}
     if path is not None:
-        data = json.loads(Path(path).read_text())
-        values = data.get("config", data) if isinstance(data, dict) else data
-        if not isinstance(values, dict):
-            raise ValueError(f"config file {path}: expected a JSON object of training settings")
+        names = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in read_config(path).items() if k in names}
     values = {**values, **{k: v for k, v in overrides.items() if v is not None}}
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown training setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        raise OptionError(f"unknown training setting {', '.join(unknown)}{did_you_mean(unknown[0], known)}; "
+                          f"valid: {', '.join(sorted(known))}")
     config = TrainConfig(**values)
     check_config(config)
     return config
 
 
 def check_config(config: TrainConfig) -> None:
-    """Raise ValueError naming the first bad value."""
-    from ..templates import TEMPLATES
-
-    checks = [(config.epochs > 0, f"epochs={config.epochs} should be > 0"),
-              (config.lr > 0, f"lr={config.lr} should be > 0"),
-              (config.batch_size >= 1, f"batch_size={config.batch_size} should be >= 1"),
-              (config.max_length >= 2, f"max_length={config.max_length} should be >= 2"),
-              (config.lora_rank is None or config.lora_rank >= 1, f"lora_rank={config.lora_rank} should be >= 1"),
-              (config.template in TEMPLATES, f"template={config.template!r} is not one of {', '.join(TEMPLATES)}"),
-              (0 <= config.warmup < 1, f"warmup={config.warmup} should be a fraction of the steps in [0, 1)"),
-              (config.scheduler in SCHEDULERS, f"scheduler={config.scheduler!r} is not one of {', '.join(SCHEDULERS)}"),
-              (config.weight_decay >= 0, f"weight_decay={config.weight_decay} should be >= 0"),
-              (config.max_steps is None or config.max_steps >= 1, f"max_steps={config.max_steps} should be >= 1")]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
+    """OptionError naming the first bad value."""
+    check_options(config)
 
 
 @dataclass
 class FineTuned:
-    model: object  # the tuned transformers model, LoRA merged in, in eval mode
+    model: object  # the tuned transformers model, LoRA merged in (unless merge_lora=False), in eval mode
     losses: list[float]  # training loss per optimizer step
     steps: int
     tokens_seen: int  # non-padding tokens run forward (prompt + response), all epochs
@@ -95,8 +84,10 @@ class FineTuned:
 
 
 def fine_tune(model, tokenizer, encoded: list[Encoded], config: TrainConfig, *, progress: bool = True,
-              label: str = "") -> FineTuned:
-    """Train `model` in place on `encoded` (no input validation)."""
+              label: str = "", callbacks: Sequence[TrainerCallback] = (), merge_lora: bool = True) -> FineTuned:
+    """Train `model` in place on `encoded` (no input validation). `callbacks`: more transformers
+    TrainerCallbacks (LESS's warmup saves its checkpoints with one); `merge_lora=False` returns the
+    peft model with its adapters unmerged."""
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
@@ -122,12 +113,14 @@ def fine_tune(model, tokenizer, encoded: list[Encoded], config: TrainConfig, *, 
         trainer.remove_callback(PrinterCallback)  # prints every log as a dict; the bar shows the loss
         if progress:
             trainer.add_callback(_Progress(label))
+        for callback in callbacks:
+            trainer.add_callback(callback)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
     state = trainer.state
     model = trainer.model
-    if config.lora_rank:
+    if config.lora_rank and merge_lora:
         model = model.merge_and_unload()
     model.eval()
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]

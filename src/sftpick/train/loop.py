@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
-
-from .. import __version__
+from ..budget import parse_budget
 from ..cache import config_hash
 from ..console import make_console
+from ..errors import DataError, OptionError, OverlapError
 from ..io import read_dataset
+from ..manifest import manifest_header
 from ..models import LoadedLM
 from ..writers import atomic_write
-from ..selectors import parse_budget
 from .arms import Arm, Source, build_arms, count_overlap, file_names, find_overlap, make_source
 from .data import encode
 from .evaluate import EvalSet, eval_losses
@@ -29,18 +27,14 @@ from .summary import summarize, write_html
 console = make_console()
 
 
-class OverlapError(ValueError):
-    """An eval record is also a training record of an arm."""
-
-
 def load_source(path: str | Path, lm: LoadedLM, config: TrainConfig, fmt: str | None = None) -> Source:
     """Read, reject and encode a file; an error when no record is left."""
     dataset = read_dataset(path, fmt)
     encoded, reasons = encode(dataset.examples, lm.tokenizer, config.template, config.max_length)
     source = make_source(dataset, encoded, reasons)
     if not source.examples:
-        raise ValueError(f"{path}: none of its {source.n_records} records can be used "
-                         f"(rejected: {source.rejects}); a longer --max-length may help")
+        raise DataError(f"{path}: none of its {source.n_records} records can be used "
+                        f"(rejected: {source.rejects}); a longer --max-length may help")
     return source
 
 
@@ -178,16 +172,16 @@ def _baseline_size(size: int | str | None, named: list[tuple[str, Source]], pool
         return size
     if size is not None:
         if str(size).strip().isdigit() and int(size) > len(pool.examples):
-            raise ValueError(f"size={size} is larger than the pool's {len(pool.examples)} usable records ({pool.path})")
+            raise OptionError(f"size={size} is larger than the pool's {len(pool.examples)} usable records ({pool.path})")
         size = parse_budget(size, len(pool.examples))
     elif named:
         size = len(named[0][1].examples)
     else:
-        raise ValueError("--baseline random/longest needs a size: give a --train file (its size is used) or --size")
+        raise OptionError("--baseline random/longest needs a size: give a --train file (its size is used) or --size")
     if size > len(pool.examples):
-        raise ValueError(f"size={size} is larger than the pool's {len(pool.examples)} usable records ({pool.path})")
+        raise OptionError(f"size={size} is larger than the pool's {len(pool.examples)} usable records ({pool.path})")
     if size < 1:
-        raise ValueError(f"size={size} should be >= 1 (the first --train file has no usable record)")
+        raise OptionError(f"size={size} should be >= 1 (the first --train file has no usable record)")
     return size
 
 
@@ -206,10 +200,10 @@ def _print_arm(result: dict) -> None:
                   f"{result['n_response_tokens']:,} response tokens; eval loss {losses} ({how})", highlight=False)
 
 
-def manifest_header(lm: LoadedLM, config: TrainConfig) -> dict:
+def training_header(lm: LoadedLM, config: TrainConfig) -> dict:
+    """The manifest's header, the model tuned and the training settings."""
     return {
-        "sftpick_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": sys.argv,
+        **manifest_header(),
         "model": {"name": lm.name, "revision": lm.revision, "device": lm.device, "dtype": lm.dtype,
                   "training_precision": "bf16 autocast" if lm.device.startswith("cuda") else "fp32"},
         "config": config.to_dict()}
@@ -224,7 +218,7 @@ def file_entry(source, used: int) -> dict:
 
 def _manifest(lm, config, named, pool, sets, baselines, seeds, size, allow_overlap, token_budget) -> dict:
     return {
-        **manifest_header(lm, config), "seeds": [config.seed + i for i in range(seeds)], "baselines": baselines,
+        **training_header(lm, config), "seeds": [config.seed + i for i in range(seeds)], "baselines": baselines,
         "baseline_size": size, "allow_overlap": allow_overlap, "eval_token_budget": token_budget,
         "train_files": {name: file_entry(s, len(s.examples)) for name, s in named},
         "pool": None if pool is None else file_entry(pool, len(pool.examples)),

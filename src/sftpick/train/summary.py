@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from ..writers import atomic_write
 
@@ -39,30 +40,27 @@ def summarize(result: dict) -> list[dict]:
 
 
 def mean_interval(values: np.ndarray) -> list[float] | None:
+    """95% t interval of the mean (statsmodels); None for fewer than 2 values."""
     if len(values) < 2:
         return None
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return [float(values.mean() - half), float(values.mean() + half)]
+    return [float(v) for v in DescrStatsW(values).tconfint_mean()]
 
 
 def difference_interval(a: np.ndarray, b: np.ndarray) -> list[float] | None:
-    """95% interval of mean(a) - mean(b), Welch; None with fewer than 2 values of `b`. One
-    value of `a` (an arm fine-tuned once, `--fixed-seeds 1`) is given `b`'s variance, with
-    t on len(b) - 1 degrees of freedom: conservative, since a random arm varies by draw and
-    by training seed, a fixed arm by training seed alone."""
+    """95% interval of mean(a) - mean(b), Welch (statsmodels); None with fewer than 2 values
+    of `b`. One value of `a` (an arm fine-tuned once, `--fixed-seeds 1`) is given `b`'s
+    variance, with t on len(b) - 1 degrees of freedom: conservative, since a random arm varies
+    by draw and by training seed, a fixed arm by training seed alone."""
     if len(b) < 2 or len(a) < 1:
         return None
     if len(a) == 1:
         half = stats.t.ppf(0.975, len(b) - 1) * b.std(ddof=1) * np.sqrt(1 + 1 / len(b))
         diff = float(a[0] - b.mean())
         return [diff - half, diff + half]
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff = float(a.mean() - b.mean())
-    if va + vb == 0:
+    if a.var() + b.var() == 0:  # no spread at all: the interval is the difference itself
+        diff = float(a.mean() - b.mean())
         return [diff, diff]
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
-    return [diff - half, diff + half]
+    return [float(v) for v in CompareMeans(DescrStatsW(a), DescrStatsW(b)).tconfint_diff(usevar="unequal")]
 
 
 def write_html(result: dict, rows: list[dict], path: Path) -> Path:
@@ -71,7 +69,7 @@ def write_html(result: dict, rows: list[dict], path: Path) -> Path:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from ..report import _e, _figure_html, _page
+    from ..report.html import escape, figure_html, page
 
     sets = list(result["base"]["eval_loss"])
     fig = make_subplots(rows=1, cols=len(sets), subplot_titles=sets)
@@ -89,23 +87,23 @@ def write_html(result: dict, rows: list[dict], path: Path) -> Path:
         low = min([result["base"]["eval_loss"][s]] + [a["eval_loss"][s] for a in arms])
         fig.update_yaxes(range=[low * 0.95, None], title_text="held-out loss" if col == 1 else None, row=1, col=col)
     fig.update_layout(height=460, margin={"t": 60})
-    body = (f"<h1>Held-out loss by training arm</h1><p>model {_e(result['base']['model'])} "
-            f"({_e(result['base']['revision'])}); lower is better. A longer subset trains on more tokens: "
-            "see the response tokens per arm in the table.</p>" + _figure_html(fig) + _table_html(rows, sets)
-            + f"<h2>result.json</h2><pre class='manifest'>{_e(json.dumps(result, indent=2))}</pre>")
-    atomic_write(path, _page("sftpick eval", body))
+    body = (f"<h1>Held-out loss by training arm</h1><p>model {escape(result['base']['model'])} "
+            f"({escape(result['base']['revision'])}); lower is better. A longer subset trains on more tokens: "
+            "see the response tokens per arm in the table.</p>" + figure_html(fig) + _table_html(rows, sets)
+            + f"<h2>result.json</h2><pre class='manifest'>{escape(json.dumps(result, indent=2))}</pre>")
+    atomic_write(path, page("sftpick eval", body))
     return path
 
 
 def _table_html(rows: list[dict], sets: list[str]) -> str:
-    from ..report import _e
+    from ..report.html import escape
 
-    head = "".join(f"<th>{_e(s)}: loss</th><th>{_e(s)}: vs random (95% CI)</th>" for s in sets)
+    head = "".join(f"<th>{escape(s)}: loss</th><th>{escape(s)}: vs random (95% CI)</th>" for s in sets)
     lines = [f"<table><tr><th>arm</th><th>kind</th><th>seeds</th><th>records</th><th>response tokens</th>{head}</tr>"]
     for r in rows:
-        cells = "".join(f"<td class='n'>{r['eval'][s]['mean']:.4f}</td><td class='n'>{_e(format_diff(r['eval'][s]))}</td>"
+        cells = "".join(f"<td class='n'>{r['eval'][s]['mean']:.4f}</td><td class='n'>{escape(format_diff(r['eval'][s]))}</td>"
                         for s in sets)
-        lines.append(f"<tr><td>{_e(r['name'])}</td><td>{_e(r['kind'])}</td><td class='n'>{r['seeds']}</td>"
+        lines.append(f"<tr><td>{escape(r['name'])}</td><td>{escape(r['kind'])}</td><td class='n'>{r['seeds']}</td>"
                      f"<td class='n'>{r['n_records']:,.0f}</td><td class='n'>{r['n_response_tokens']:,.0f}</td>{cells}</tr>")
     return "\n".join(lines) + "</table>"
 
