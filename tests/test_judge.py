@@ -77,6 +77,32 @@ def test_record_text_with_braces_is_not_a_placeholder(real_dataset):
     assert user.startswith("###Instruction:\nPrint {response} and {input}\n")
 
 
+def test_the_paper_prompt_is_figure_3_with_a_dimension_slot(real_dataset):
+    example = real_dataset.examples[2]  # one with an input
+    system, user = load_prompt("alpagasus-paper").messages(example)
+    assert system["content"] == (f"{ALPAGASUS_SYSTEM}\nInstruction: {example.instruction}\nInput: {example.input}\n"
+                                 f"Response: {example.response}")
+    assert user["content"].startswith("Please rate according to the accuracy of the response to the instruction and "
+                                      "the input. Each assistant receives a score on a scale of 0 to 5, where a higher "
+                                      "score indicates higher level of the accuracy. Please first output a single line "
+                                      "containing the value indicating the scores.")
+    helpful = load_prompt("alpagasus-paper", "helpfulness")
+    assert "according to the helpfulness" in helpful.user and "level of the helpfulness" in helpful.user
+    assert len({load_prompt("alpagasus-paper").sha256, helpful.sha256, load_prompt("alpagasus").sha256}) == 3
+    assert load_prompt("alpagasus-gpt4life") == load_prompt("alpagasus")  # the default, under a name that says whose
+    with pytest.raises(ValueError, match="this prompt has no {dimension} slot"):
+        load_prompt("alpagasus", "helpfulness")
+
+
+def test_a_prompt_file_may_hold_the_record_in_its_system_message(tmp_path, real_dataset):
+    path = tmp_path / "prompt.json"
+    path.write_text(json.dumps({"system": "Rate this.\nInstruction: {instruction}\nResponse: {response}",
+                                "user": "Rate its {dimension} from 0 to 5."}))
+    system, user = load_prompt(str(path), "clarity").messages(real_dataset.examples[0])
+    assert system["content"].endswith(f"Response: {real_dataset.examples[0].response}")
+    assert user["content"] == "Rate its clarity from 0 to 5."
+
+
 @pytest.mark.parametrize("options, message", [
     ({}, "needs --judge-url"),
     ({"judge_url": "ftp://host/v1"}, "should be an http:// or https:// URL"),
@@ -85,6 +111,7 @@ def test_record_text_with_braces_is_not_a_placeholder(real_dataset):
     ({"judge_url": "http://h/v1", "judge_model": "m", "concurrency": 0}, "concurrency=0 should be a whole number >= 1"),
     ({"judge_url": "http://h/v1", "judge_model": "m", "judge_timeout": 0}, "judge_timeout=0 should be a number > 0"),
     ({"judge_url": "http://h/v1", "judge_model": "m", "judge_prompt": "alpagassus"}, "neither a built-in prompt"),
+    ({"judge_url": "http://h/v1", "judge_model": "m", "judge_dimension": "helpfulness"}, "no {dimension} slot"),
     ({"judge_url": "http://h/v1", "judge_model": "m", "judge_key_env": "sk-live-123"}, "NAME of an environment variable"),
     ({"judge_url": "http://h/v1", "judge_model": "m", "judge_key_env": "SFTPICK_NO_SUCH_VAR"},
      "SFTPICK_NO_SUCH_VAR .* is not set"),
@@ -165,6 +192,15 @@ def test_every_record_gets_one_rating_or_a_reject_with_the_reply(direct):
     for value in outcomes.values():
         assert isinstance(value, str) and value.startswith(("no parsable score in the judge's reply: '",
                                                             "judge's score outside 0-5")) or 0 <= value <= 5
+
+
+def test_the_paper_prompt_rates_through_a_real_server(judge_server, records, tmp_path):
+    url, model = judge_server
+    result = _judge(records[0], tmp_path / "paper.parquet", url, model, "alpagasus-paper",
+                    judge_dimension="helpfulness")
+    assert sorted(_outcomes(result)) == list(range(N_RECORDS))
+    assert result.scorers[0]["dimension"] == "helpfulness"
+    assert result.scorers[0]["prompt_sha256"] == load_prompt("alpagasus-paper", "helpfulness").sha256
 
 
 def test_a_rerun_sends_no_request(direct, judge_server, records):

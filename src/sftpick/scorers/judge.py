@@ -6,8 +6,9 @@ temperature 0, top_p 1) and trained on those rated >= 4.5. Here the judge is any
 that speaks the OpenAI chat API: `judge_url` is its base URL (`http://127.0.0.1:8000/v1`),
 `judge_model` the model it serves.
 
-- Prompt: AlpaGasus's own by default (`judge_prompts.py`, verbatim from the authors' script),
-  or a JSON prompt file.
+- Prompt: AlpaGasus's, laid out as gpt4life/alpagasus's unofficial rating script does by
+  default, or as the paper's Figure 3 (`alpagasus-paper`, with `judge_dimension`: accuracy
+  unless told otherwise); `judge_prompts.py` says where the two differ. Or a JSON prompt file.
 - Sampling: temperature 0 and top_p 1, as AlpaGasus; `max_tokens` 32, not their 256: they
   asked for the score on the first line and an explanation after it, and read only the score.
 - Parse (`parse_rating`), AlpaGasus's `parse_score`: the reply's first line is the score;
@@ -65,8 +66,11 @@ class JudgeScorer(Component):
     judge_url: str | None = option(None, "`judge`: OpenAI base URL of the judge's server, e.g. "
                                          "http://127.0.0.1:8000/v1.")
     judge_model: str | None = option(None, "`judge`: the model name the server serves.")
-    judge_prompt: str = option("alpagasus", "`judge`: alpagasus (default: AlpaGasus's rating prompt) or a JSON "
-                                            "prompt file.")
+    judge_prompt: str = option("alpagasus", "`judge`: alpagasus (gpt4life's layout of AlpaGasus's prompt, the "
+                                            "default), alpagasus-paper (the paper's Figure 3) or a JSON prompt file.")
+    judge_dimension: str | None = option(None, "`judge`: the property rated, for a prompt with a {dimension} slot "
+                                               "(alpagasus-paper): accuracy by default, AlpaGasus's; helpfulness in "
+                                               "its appendix.")
     judge_key_env: str | None = option(None, "`judge`: NAME of the environment variable holding the API key "
                                              "(never the key).")  # the key itself is never an attribute here
     concurrency: int = option(8, "`judge`: requests in flight at once.", ge=1, what="a whole number")
@@ -88,7 +92,7 @@ class JudgeScorer(Component):
         _check_url(self.judge_url)
         if not self.judge_model:
             raise OptionError("scorer 'judge' needs --judge-model NAME: the model the server at --judge-url serves")
-        load_prompt(self.judge_prompt)
+        load_prompt(self.judge_prompt, self.judge_dimension)
         if self.judge_key_env is not None:
             # The value is never echoed unless it looks like a variable's name: it may be the key itself.
             if not _ENV_NAME.fullmatch(self.judge_key_env):
@@ -100,7 +104,7 @@ class JudgeScorer(Component):
 
     def setup(self) -> None:
         self.check()
-        self.prompt_ = load_prompt(self.judge_prompt)
+        self.prompt_ = load_prompt(self.judge_prompt, self.judge_dimension)
         self.client_ = ChatClient(self.judge_url, self.judge_model, key=self._read_key(), sampling=self._sampling(),
                                   concurrency=self.concurrency, timeout=self.judge_timeout,
                                   retries=self.judge_retries, backoff=self.judge_backoff)
@@ -121,7 +125,9 @@ class JudgeScorer(Component):
 
     def config(self) -> dict:
         return {"scorer": self.name, "judge_model": self.judge_model, "prompt": self.judge_prompt,
-                "prompt_sha256": load_prompt(self.judge_prompt).sha256, **self._sampling(), "parse": PARSE}
+                **({"dimension": self.judge_dimension} if self.judge_dimension else {}),
+                "prompt_sha256": load_prompt(self.judge_prompt, self.judge_dimension).sha256, **self._sampling(),
+                "parse": PARSE}
 
     def _sampling(self) -> dict:
         return {"temperature": self.judge_temperature, "top_p": 1.0, "max_tokens": self.judge_max_tokens}
