@@ -17,6 +17,10 @@ six alone, ``score = sum_i p_i * i`` (a value in [1, 6]).
 - DEITA never truncates a prompt; a record with a turn whose prompt exceeds `max_length`
   tokens (default 2048, the scorers' training length) is rejected instead of cut.
 
+Measured against DEITA's own scorer code (docs/methods/deita.md): equal to about 1e-5 with
+the default fp32 batches (padding changes the kernels' summation order) and to 1e-6 with
+`token_budget=1`, one record per forward as DEITA runs; the rankings are identical.
+
 Any causal LM runs (the embedded SmolLM2 is a stand-in that keeps it offline); the rating
 tokens are the tokenizer's single-token digits, which for LLaMA's tokenizer are DEITA's
 hard-coded ids 29896..29953.
