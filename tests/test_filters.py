@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 
 import sftpick
 from sftpick.cli import app
+from sftpick.embeddings import load_embeddings
 from sftpick.filters import apply, ifd_band, parse_where
+from sftpick.models import embedded_embedder_path
+from sftpick.selectors.facility import euclidean_similarity, lazy_greedy_dense
 from cli_errors import one_line_error
 
 SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"
@@ -115,6 +118,51 @@ def test_facility_euclidean_kernel_makes_superfiltering_s_picks():
     assert selection.order.tolist() == golden["picks"]
     cosine = sftpick.select(table(len=np.ones(len(vectors))), golden["budget"], strategy="facility", embeddings=vectors)
     assert cosine.stats["kernel"] == "cosine" and len(set(cosine.order) & set(golden["picks"])) < golden["budget"]
+
+
+def superfiltering_embeddings(texts: list[str]) -> np.ndarray:
+    """do_fla.py's get_sentence_embeddings, recomputed with transformers: all-MiniLM-L6-v2,
+    truncated at its tokenizer's limit (512), mean-pooled over the attention mask, normalised."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = embedded_embedder_path()
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    out = []
+    for start in range(0, len(texts), 16):
+        encoded = tokenizer(texts[start:start + 16], padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            tokens = model(**encoded)[0]
+        mask = encoded["attention_mask"].unsqueeze(-1).float()
+        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+    return np.concatenate(out)
+
+
+def test_facility_euclidean_embeds_as_superfiltering_does_end_to_end(tmp_path):
+    """With Superfiltering's kernel, sftpick embeds the records as do_fla.py does (512 tokens,
+    not sentence-transformers' 256): on the sample, whose long records the two cut apart, the
+    vectors agree and the 40 picks are do_fla's objective's, in order."""
+    records = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    texts = [r["instruction"] + "\n" + r["input"] + "\n" + r["output"] for r in records]  # combine_sentences
+    reference = superfiltering_embeddings(texts)
+    from transformers import AutoTokenizer
+
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(embedded_embedder_path())(texts)["input_ids"]]
+    long = [i for i, n in enumerate(lengths) if n > 256]
+    assert len(long) >= 5  # records that a 256-token embedder would cut
+    sftpick.score(SAMPLE, tmp_path / "s.parquet", scorers=["len"], progress=False)
+    selection = sftpick.select(tmp_path / "s.parquet", 40, strategy="facility", kernel="euclidean", by="len",
+                               data=SAMPLE)
+    assert selection.params["embeddings"]["max_length"] == 512
+    rows, vectors, meta = load_embeddings(tmp_path / "s.embeddings-all-minilm-l6-v2-len512.parquet")
+    cosines = np.einsum("ij,ij->i", vectors, reference[rows])
+    assert cosines.min() > 0.9999 and meta["max_length"] == 512, cosines[np.isin(rows, long)]
+    expected, _ = lazy_greedy_dense(euclidean_similarity(reference[rows]), 40)
+    assert selection.order.tolist() == rows[expected].tolist()
+    short = sftpick.select(tmp_path / "s.parquet", 40, strategy="facility", kernel="euclidean", by="len",
+                           data=SAMPLE, embed_max_length=256)
+    assert short.order.tolist() != selection.order.tolist()  # the length moves the picks
 
 
 def test_facility_rejects_an_unknown_kernel():

@@ -45,10 +45,14 @@ def example_text(example: Example, what: str = "whole") -> str:
 
 
 def embed_texts(texts: list[str], *, model: str = DEFAULT_EMBEDDER, device: str = "auto",
-                batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                batch_size: int = 64, progress: bool = False, max_length: int | None = None) -> np.ndarray:
+    """One vector per text. `max_length`: the tokens of each text the model reads (default:
+    the sentence embedder's own, 256 for all-MiniLM-L6-v2; 512 for an LM's hidden states)."""
     if model.startswith(LM_PREFIX):
-        return lm_hidden_states(texts, model[len(LM_PREFIX):], device=device)
+        return lm_hidden_states(texts, model[len(LM_PREFIX):], device=device, max_length=max_length or 512)
     encoder = load_embedder(model, device=device)
+    if max_length is not None:
+        encoder.max_seq_length = max_length
     vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                              convert_to_numpy=True, show_progress_bar=progress)
     return np.ascontiguousarray(vectors, dtype=np.float32)
@@ -80,10 +84,11 @@ def lm_hidden_states(texts: list[str], model: str, *, device: str = "auto", max_
 
 
 def embed_examples(examples: list[Example], *, model: str = DEFAULT_EMBEDDER, text: str = "whole",
-                   device: str = "auto", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                   device: str = "auto", batch_size: int = 64, progress: bool = False,
+                   max_length: int | None = None) -> np.ndarray:
     """One normalised vector per example, in the order given."""
     return embed_texts([example_text(e, text) for e in examples], model=model, device=device,
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, progress=progress, max_length=max_length)
 
 
 def embeddings_path(scores_path: str | Path) -> Path:
@@ -91,13 +96,16 @@ def embeddings_path(scores_path: str | Path) -> Path:
     return sibling(scores_path, ".embeddings.parquet")
 
 
-def vector_config(model: str = DEFAULT_EMBEDDER, text: str = "whole", dtype: str = "float32") -> dict:
+def vector_config(model: str = DEFAULT_EMBEDDER, text: str = "whole", dtype: str = "float32",
+                  max_length: int | None = None) -> dict:
     """What makes a record's vector: the key of the per-record cache and the metadata of a
-    vectors file (known without loading the embedder)."""
+    vectors file (known without loading the embedder). `max_length` is named only when set
+    (the embedder's own otherwise), so the keys made before it existed still hold."""
     if dtype not in VECTOR_DTYPES:
         raise OptionError(f"vectors_dtype={dtype!r} is not one of {', '.join(VECTOR_DTYPES)}")
     return {"model": model, "revision": embedder_revision(model), "text": text,
-            "normalized": not model.startswith(LM_PREFIX), "dtype": dtype}
+            "normalized": not model.startswith(LM_PREFIX), "dtype": dtype,
+            **({"max_length": max_length} if max_length is not None else {})}
 
 
 def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None, *,
@@ -114,7 +122,7 @@ def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None
         _, first, inverse = np.unique(keys[todo], return_index=True, return_inverse=True)
         fresh = [examples[todo[i]] for i in first]
         vectors = embed_examples(fresh, model=config["model"], text=config["text"], device=device,
-                                 progress=len(fresh) > 5000).astype(config["dtype"])
+                                 progress=len(fresh) > 5000, max_length=config.get("max_length")).astype(config["dtype"])
         if store:
             store.save([e.content_hash for e in fresh], {VECTOR: vectors})
             store.flush()

@@ -21,6 +21,7 @@ from .filters import apply as apply_filters
 from .filters import check_columns, ifd_band, parse_where
 from .io import ORDERS, Dataset, read_dataset, scan_dataset, write_subset
 from .manifest import manifest_header
+from .models import DEFAULT_EMBEDDER
 from .options import declared, option, settings_from, split_scoped
 from .provenance import align, check_scores_file, same_file, table_meta
 from .selectors import SELECTORS, Selector, make_selector
@@ -177,9 +178,9 @@ def pool_count(pool, by: str | None, n: int, requested: int) -> int | None:
 def _candidate_vectors(selector: Selector, table: pa.Table, candidates: np.ndarray, scores,
                        dataset: Dataset | None, embeddings, cache_dir: Path | None) -> tuple[np.ndarray | None, dict]:
     """The vectors of the candidates (table positions) if the strategy needs them (else None),
-    made as it asks (its `embedder` and `embed_text` options, when it declares them), and what
-    made them (embedder, revision, text, dtype: for the manifest). The selector gets `embed_`,
-    to embed other records (a seed set) the same way."""
+    made as its `embedding()` says, and what made them (embedder, revision, text, dtype, tokens
+    read: for the manifest). The selector gets `embed_`, to embed other records (a seed set)
+    the same way."""
     if not selector.needs_embeddings or not len(candidates):  # nothing to read or make
         return None, {}
     if isinstance(embeddings, np.ndarray):
@@ -189,13 +190,14 @@ def _candidate_vectors(selector: Selector, table: pa.Table, candidates: np.ndarr
         vectors, meta = embeddings[candidates], {}
     else:
         path = Path(embeddings) if embeddings is not None else default_path(scores)
-        embedder = getattr(selector, "embedder", None)  # a strategy's own (pre_experience: the LM's)
-        if embedder and path is not None:
-            path = sibling(path, "-" + re.sub(r"[^\w.-]+", "_", embedder) + ".parquet")
-        vectors, meta = table_vectors(table, candidates, path, _records_of(dataset), selector.name, embedder,
-                                      getattr(selector, "embed_text", "whole"), cache_dir)
+        embedder, text, max_length = selector.embedding()  # pre_experience: the LM's; facility: 512 tokens
+        if (embedder or max_length) and path is not None:  # its own file, beside the scores' embeddings
+            name = re.sub(r"[^\w.-]+", "_", embedder or DEFAULT_EMBEDDER) + (f"-len{max_length}" if max_length else "")
+            path = sibling(path, f"-{name}.parquet")
+        vectors, meta = table_vectors(table, candidates, path, _records_of(dataset), selector.name, embedder, text,
+                                      cache_dir, max_length)
     selector.embed_ = functools.partial(embed_records, meta=meta)
-    return vectors, {key: meta[key] for key in ("model", "revision", "text", "dtype") if key in meta}
+    return vectors, {key: meta[key] for key in ("model", "revision", "text", "dtype", "max_length") if key in meta}
 
 
 def _records_of(dataset: Dataset | None) -> Callable[[], list[Example]] | None:

@@ -49,6 +49,9 @@ class KnnScorer(Component):
                             choices=INDEXES)
     vectors_dtype: str = option("float32", "How `knn_K`'s vectors are stored (cache and vectors file): float32 | "
                                            "float16 (half the space; searched in float32).", choices=VECTOR_DTYPES)
+    embed_max_length: int | None = option(None, "Tokens of each record the embedder reads (default: its own, 256 for "
+                                                "all-MiniLM-L6-v2; 512 is that model's limit and Superfiltering's).",
+                                          ge=1)
     device: str = device_option()
     seed: int = option(0, "Random seed (k-means of an approximate kNN index; the strategies' k-means).")
 
@@ -65,7 +68,7 @@ class KnnScorer(Component):
 
     def vector_config(self) -> dict:
         """The key of each record's cached vector (the embedding step's output)."""
-        return vector_config(self.embedder, self.embed_text, self.vectors_dtype)
+        return vector_config(self.embedder, self.embed_text, self.vectors_dtype, self.embed_max_length)
 
     def config(self) -> dict:
         return {"scorer": self.name, "k": self.knn_k, **self.vector_config(),
@@ -73,7 +76,8 @@ class KnnScorer(Component):
 
     def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
         """The embedding step: one vector per example, in the storage dtype."""
-        vectors = embed_examples(batch, model=self.embedder, text=self.embed_text, device=self.device)
+        vectors = embed_examples(batch, model=self.embedder, text=self.embed_text, device=self.device,
+                                 max_length=self.embed_max_length)
         return {VECTOR: vectors.astype(self.vectors_dtype)}
 
     def search(self, vectors: np.ndarray) -> dict[str, np.ndarray]:

@@ -6,8 +6,8 @@ by `select`) are plain fields. `check()` validates the options before any work;
 `select(table, budget, embeddings=None) -> np.ndarray` returns the chosen positions in the
 table, in pick order, deterministic for a given seed, at most `budget` (a count: budgets are
 resolved by budget.parse_budget first). Class attributes say what it needs:
-`needs_embeddings` (one vector per table row, made by `embedder`/`embed_text` options when it
-declares them, else by the scores' own embedder), `needs_ranking` (a `by` column),
+`needs_embeddings` (one vector per table row, made as its `embedding()` says: by default any
+sentence embedder's vectors of the whole record), `needs_ranking` (a `by` column),
 `default_by` (its ranking column when the scores have it). After `select` it may leave
 `stats_` (figures for the manifest) and `notes_` (why it returned fewer than asked); a
 selector that needs to embed other records (a k-center seed set) is given `embed_(examples)`,
@@ -54,6 +54,11 @@ class Selector(Component):
     def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """What each strategy implements (no input validation: `select` did it)."""
         raise NotImplementedError
+
+    def embedding(self) -> tuple[str | None, str, int | None]:
+        """The vectors it needs: (embedder, text embedded, tokens read). By default any sentence
+        embedder's vectors of the whole record serve (those beside the scores, if any)."""
+        return None, "whole", None
 
 
 def register(cls: type) -> type:

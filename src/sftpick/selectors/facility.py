@@ -34,6 +34,7 @@ from . import Selector, register
 from .ranking import unit_rows
 
 EXACT_UP_TO = 20_000
+SUPERFILTERING_MAX_LENGTH = 512  # tokens do_fla.py embeds (its tokenizer's limit)
 DENSE_UP_TO = 10_000  # the euclidean kernel keeps n×n float64 matrices: 0.8 GB each there
 KERNELS = ("cosine", "euclidean")
 _NPROBE = 10
@@ -50,6 +51,16 @@ class Facility(Selector):
     kernel: str = option("cosine", "facility: cosine (sparse k-NN graph: scales) | euclidean (Superfiltering's "
                                    "dense submodlib objective, up to 10,000 records).", choices=KERNELS)
     seed: int = option(0, "clusters, facility, pre_experience: random seed of k-means.")
+    embed_max_length: int | None = option(None, "facility: tokens of each record the embedder reads (default: 512, "
+                                                "Superfiltering's, with --kernel euclidean; else the embedder's own, "
+                                                "256 for all-MiniLM-L6-v2).", ge=1)
+
+    def embedding(self) -> tuple[str | None, str, int | None]:
+        """With Superfiltering's kernel, its embedding too: all-MiniLM-L6-v2 over the first 512
+        tokens of the whole record (`do_fla.py` truncates at the tokenizer's 512, not the 256
+        sentence-transformers reads)."""
+        length = self.embed_max_length or (SUPERFILTERING_MAX_LENGTH if self.kernel == "euclidean" else None)
+        return None, "whole", length
 
     def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions in pick order; `stats_["facility_value"]` is f(S) under the kernel."""

@@ -53,6 +53,9 @@ class PreExperience(Selector):
             raise OptionError(f"pre_experience: band={low:g} {high:g} should be percentiles with "
                               "0 <= low <= high <= 100")
 
+    def embedding(self) -> tuple[str | None, str, int | None]:
+        return self.embedder, self.embed_text, None
+
     def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions chosen, cluster by cluster (Cherry's output order)."""
         if self.by is None:

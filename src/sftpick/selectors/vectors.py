@@ -29,14 +29,16 @@ def default_path(scores: object) -> Path | None:
 def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None,
                   records: Callable[[], list[Example]] | None,
                   strategy: str, embedder: str | None = None, text: str = "whole",
-                  cache_dir: Path | None = None) -> tuple[np.ndarray, dict]:
+                  cache_dir: Path | None = None, max_length: int | None = None) -> tuple[np.ndarray, dict]:
     """(vectors of the table's `candidates` positions, in that order; the embeddings' meta:
     model, revision, text, …). Vectors of any sentence embedder serve, unless the strategy asks
-    for an `embedder` of its own: then only that model's (and revision's) vectors of `text`.
-    `records()` gives the scored records, called only when vectors must be computed."""
+    for an `embedder` of its own, or a `max_length`: then only that model's (and revision's)
+    vectors of `text`, cut at `max_length` tokens. `records()` gives the scored records, called
+    only when vectors must be computed."""
     rows = table.column("row").to_numpy()[candidates]
     digest = _table_digest(table, records)
-    wanted = None if embedder is None else vector_config(embedder, text)
+    wanted = None if embedder is None and max_length is None else vector_config(embedder or DEFAULT_EMBEDDER, text,
+                                                                                max_length=max_length)
     if path is not None and path.exists():
         meta = embeddings_meta(path)
         _refuse_other_embedder(path, meta, wanted, strategy)
@@ -64,10 +66,10 @@ def table_vectors(table: pa.Table, candidates: np.ndarray, path: Path | None,
 def _refuse_other_embedder(path: Path, meta: dict, wanted: dict | None, strategy: str) -> None:
     if wanted is None:
         return
-    keys = ("model", "revision", "text")
-    if any(meta.get(key, wanted[key]) != wanted[key] for key in keys):
-        made = ", ".join(f"{key} {meta.get(key)!r}" for key in keys)
-        asked = ", ".join(f"{key} {wanted[key]!r}" for key in keys)
+    keys = ("model", "revision", "text", "max_length")
+    if any(meta.get(key) != wanted.get(key) for key in keys if key in meta or key in wanted):
+        made = ", ".join(f"{key} {meta.get(key)!r}" for key in keys if key in meta or key in wanted)
+        asked = ", ".join(f"{key} {wanted.get(key)!r}" for key in keys if key in meta or key in wanted)
         raise DataError(f"the vectors in {path} were made by {made}; strategy {strategy!r} asks for {asked}: "
                         "remove the file or pass vectors made that way")
 
@@ -93,4 +95,5 @@ def _align(rows: np.ndarray, cached_rows: np.ndarray, vectors: np.ndarray) -> np
 
 def embed_records(examples: list[Example], meta: dict) -> np.ndarray:
     """Vectors for records outside the table (e.g. a k-center seed set), made like `meta`'s."""
-    return embed_examples(examples, model=meta.get("model", DEFAULT_EMBEDDER), text=meta.get("text", "whole"))
+    return embed_examples(examples, model=meta.get("model", DEFAULT_EMBEDDER), text=meta.get("text", "whole"),
+                          max_length=meta.get("max_length"))
