@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import sftpick
+from cli_errors import one_line_error
 from sftpick.cli import app
 from sftpick.selectors.pre_experience import middle_band
 from sftpick.templates import render_prompt
@@ -88,3 +89,30 @@ def test_cli_runs_cherry_s_recipe(tmp_path):
 
     rows, vectors, meta = load_embeddings(out / "scores.embeddings-lm_smollm2-135m.parquet")  # the LM's, kept
     assert (meta["model"], meta["text"], vectors.shape) == ("lm:smollm2-135m", "prompt", (120, 576))
+
+
+def test_it_clusters_with_the_model_that_scored_ppl_ins_and_refuses_another(tmp_path):
+    """Cherry uses one LM for the perplexity and the clustering: by default the scores' own
+    (read from their metadata), and an LM that is not it is refused with a clear message."""
+    from sftpick.embeddings import load_embeddings
+    from sftpick.models import resolve_lm_source
+
+    folder = resolve_lm_source("smollm2-135m")  # the same weights under another name: the .gguf file
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(SAMPLE.read_text().splitlines()[:30]) + "\n")
+    scores = tmp_path / "s.parquet"
+    sftpick.score(data, scores, scorers=["ppl_ins"], model=folder, device="cpu", max_length=128, progress=False)
+    selection = sftpick.select(scores, 6, strategy="pre_experience", clusters=3, data=data)
+    assert selection.params["embeddings"]["model"] == f"lm:{folder}"
+    (vectors_file,) = tmp_path.glob("s.embeddings-lm_*.parquet")  # its own file, named after the LM
+    _, _, meta = load_embeddings(vectors_file)
+    assert meta["model"] == f"lm:{folder}" and meta["text"] == "prompt"
+    result = CliRunner().invoke(app, ["select", str(data), "--scores", str(scores), "-o", str(tmp_path / "x.jsonl"),
+                                      "--strategy", "pre_experience", "--budget", "6", "--embedder",
+                                      "lm:smollm2-135m"])
+    assert result.exit_code == 2
+    message = one_line_error(result.output)
+    assert f"clusters with another LM than the one that scored ppl_ins ({folder!r})" in message
+    assert f"--embedder lm:{folder}" in message and not (tmp_path / "x.jsonl").exists()
+    other = sftpick.select(scores, 6, strategy="pre_experience", clusters=3, data=data, embedder="all-minilm-l6-v2")
+    assert other.params["embeddings"]["model"] == "all-minilm-l6-v2"  # a sentence embedder may stand in

@@ -35,11 +35,14 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def stamp(table: pa.Table, dataset: Dataset, run_id: str, *, manifest: bool = False) -> pa.Table:
+def stamp(table: pa.Table, dataset: Dataset, run_id: str, *, manifest: bool = False,
+          scorers: list[dict] | None = None) -> pa.Table:
     """The table with its provenance in the schema metadata; `manifest=True` says that a
-    run's manifest beside it must vouch for it."""
+    run's manifest beside it must vouch for it; `scorers`: what made its columns (each
+    scorer's config; kept from an earlier stamp when not given)."""
+    scorers = scorers if scorers is not None else table_meta(table).get("scorers")
     meta = {"input": {"path": str(dataset.path.resolve()), "sha256": dataset.sha256}, "run_id": run_id,
-            "manifest": MANIFEST if manifest else None}
+            "manifest": MANIFEST if manifest else None, **({"scorers": scorers} if scorers else {})}
     return table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
 
 

@@ -193,7 +193,7 @@ def _score(settings: ScoreSettings, built: list[Scorer]) -> ScoreResult:
         first = next(iter(scored.rejects))
         raise InvalidRecord(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
     dataset = source.dataset(None, None)
-    table = stamp(table, dataset, settings.run_id or new_run_id())
+    table = stamp(table, dataset, settings.run_id or new_run_id(), scorers=[s.config() for s in built])
     result = ScoreResult(table, dataset, scored.rejects, [s.config() for s in built], scored.timings,
                          engine_settings)
     if settings.output is not None:

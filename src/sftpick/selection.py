@@ -89,6 +89,7 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
                         "says why): nothing to select")
     by = selector.by = ranking_column(settings.by, table.column_names, settings.strategy)
     selector.ascending = settings.ascending
+    selector.prepare(table)
     max_ifd = DEFAULT_MAX_IFD if settings.max_ifd is None and by == "ifd" else settings.max_ifd
     conditions = ifd_band(max_ifd, settings.min_ifd) + conditions
     check_columns(conditions, table.column_names)

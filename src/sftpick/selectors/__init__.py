@@ -55,6 +55,11 @@ class Selector(Component):
         """What each strategy implements (no input validation: `select` did it)."""
         raise NotImplementedError
 
+    def prepare(self, table: pa.Table) -> None:
+        """Called with the whole score table before the vectors are made (the table's
+        metadata says which models scored it): a strategy whose settings follow the scores'
+        sets them here. Nothing by default."""
+
     def embedding(self) -> tuple[str | None, str, int | None]:
         """The vectors it needs: (embedder, text embedded, tokens read). By default any sentence
         embedder's vectors of the whole record serve (those beside the scores, if any)."""

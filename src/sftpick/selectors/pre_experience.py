@@ -7,9 +7,12 @@ its 25th and 75th percentile, and take `budget // clusters` of them evenly space
 them, as does a band that is too narrow. The ranking column (`by`, `ppl_ins` from the
 instruction-perplexity scorer in Cherry's recipe) is the "confidence" the band is cut on.
 
-The records are clustered, as Cherry does, by the scoring LM's mean-pooled last hidden
-state of the Alpaca prompt (`embedder="lm:smollm2-135m"`, `embed_text="prompt"`; saved beside
-the scores as `X.embeddings-lm_smollm2-135m.parquet`); any sentence embedder can stand in.
+The records are clustered, as Cherry does, by the mean-pooled last hidden state of the
+Alpaca prompt under the LM that scored `ppl_ins` (Cherry uses one model for both): the score
+table's metadata names it, and `embedder` defaults to `lm:` and that model (`lm:smollm2-135m`
+when the table does not say); `embed_text="prompt"`. The vectors are saved beside the scores
+as `X.embeddings-lm_<model>.parquet`. Another LM is refused, naming the one to pass; any
+sentence embedder can stand in (`embedder="all-minilm-l6-v2"`).
 """
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ import numpy as np
 import pyarrow as pa
 from sklearn.cluster import KMeans
 
-from ..embeddings import EMBED_TEXTS
+from ..embeddings import EMBED_TEXTS, LM_PREFIX
 from ..errors import OptionError
-from ..models import DEFAULT_LM
+from ..models import DEFAULT_LM, embedder_revision
 from ..options import option
+from ..provenance import table_meta
 from . import Selector, register
 from .clusters import default_clusters
 
@@ -40,21 +44,38 @@ class PreExperience(Selector):
     band: tuple[float, float] = option((25.0, 75.0), "pre_experience: the percentiles of --by kept in each cluster "
                                                      "(Cherry LLM's 25 75).")
     seed: int = option(0, "clusters, facility, pre_experience: random seed of k-means.")
-    embedder: str = option("lm:" + DEFAULT_LM, "pre_experience: what the records are clustered by: lm:MODEL (a "
-                                               "causal LM's mean-pooled last hidden state, Cherry's) or a "
-                                               "sentence embedder.")
+    embedder: str | None = option(None, "pre_experience: what the records are clustered by: lm:MODEL (a causal LM's "
+                                        "mean-pooled last hidden state, Cherry's) or a sentence embedder; default: "
+                                        "lm: and the model that scored ppl_ins, as Cherry uses one model for both.")
     embed_text: str = option("prompt", "pre_experience: text embedded: prompt (the Alpaca prompt, Cherry's) | whole "
                                        "| instruction.", choices=EMBED_TEXTS)
 
     def check(self) -> None:
         super().check()
+        if self.embedder is not None:
+            embedder_revision(self.embedder)  # an unknown model fails now, before any work
         low, high = self.band
         if not 0 <= low <= high <= 100:
             raise OptionError(f"pre_experience: band={low:g} {high:g} should be percentiles with "
                               "0 <= low <= high <= 100")
 
+    def prepare(self, table: pa.Table) -> None:
+        """Cluster with the LM that scored `ppl_ins` (the table's metadata names it), as Cherry
+        does; an LM named for clustering that is not it is refused (a sentence embedder may
+        stand in)."""
+        scored_by = next((s.get("model") for s in table_meta(table).get("scorers", []) if s.get("scorer") == "ppl_ins"),
+                         None)
+        if self.embedder is None:
+            self.embedder_ = LM_PREFIX + (scored_by or DEFAULT_LM)
+            return
+        self.embedder_ = self.embedder
+        if scored_by and self.embedder.startswith(LM_PREFIX) and self.embedder[len(LM_PREFIX):] != scored_by:
+            raise OptionError(f"pre_experience: embedder={self.embedder!r} clusters with another LM than the one that "
+                              f"scored ppl_ins ({scored_by!r}); Cherry LLM uses one model for both: pass "
+                              f"--embedder {LM_PREFIX}{scored_by}, or a sentence embedder to stand in")
+
     def embedding(self) -> tuple[str | None, str, int | None]:
-        return self.embedder, self.embed_text, None
+        return getattr(self, "embedder_", self.embedder or LM_PREFIX + DEFAULT_LM), self.embed_text, None
 
     def choose(self, table: pa.Table, budget: int, vectors: np.ndarray | None) -> np.ndarray:
         """Positions chosen, cluster by cluster (Cherry's output order)."""
