@@ -10,8 +10,10 @@ Storage may be float16 (half the disk and memory); arithmetic is always float32.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -108,12 +110,16 @@ def vector_config(model: str = DEFAULT_EMBEDDER, text: str = "whole", dtype: str
             **({"max_length": max_length} if max_length is not None else {})}
 
 
-def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None, *,
-                   device: str = "auto") -> np.ndarray:
+def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None, *, device: str = "auto",
+                   compute: Callable[[list[Example]], np.ndarray] | None = None,
+                   store_name: str = "vectors") -> np.ndarray:
     """One float32 vector per example, made as `config` says: from the per-record cache under
-    `cache_dir` where done, the rest embedded (identical records once) and saved there."""
+    `cache_dir` where done, the rest computed (identical records once) and saved there, stored
+    in `config["dtype"]`. `compute` makes the vectors of a list of records (default: the
+    sentence or LM embedding `config` names); any featurizer caches its vectors here, keyed
+    by the record's content and `config` (`store_name` names its folder)."""
     keys = digests([e.content_hash for e in examples])
-    store = ShardStore(cache_dir, "vectors", config) if cache_dir is not None else None
+    store = ShardStore(cache_dir, store_name, config) if cache_dir is not None else None
     index, cached = store.load() if store else (DigestIndex(), None)
     found = index.find(keys)
     hit, todo = np.flatnonzero(found >= 0), np.flatnonzero(found < 0)
@@ -121,8 +127,10 @@ def cached_vectors(examples: list[Example], config: dict, cache_dir: Path | None
     if len(todo):
         _, first, inverse = np.unique(keys[todo], return_index=True, return_inverse=True)
         fresh = [examples[todo[i]] for i in first]
-        vectors = embed_examples(fresh, model=config["model"], text=config["text"], device=device,
-                                 progress=len(fresh) > 5000, max_length=config.get("max_length")).astype(config["dtype"])
+        compute = compute or functools.partial(embed_examples, model=config["model"], text=config["text"],
+                                               device=device, progress=len(fresh) > 5000,
+                                               max_length=config.get("max_length"))
+        vectors = np.asarray(compute(fresh)).astype(config.get("dtype", "float32"))
         if store:
             store.save([e.content_hash for e in fresh], {VECTOR: vectors})
             store.flush()

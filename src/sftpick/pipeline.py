@@ -46,6 +46,8 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str = "5
     settings, rest = settings_from(RunSettings, {"data": data, "output_dir": output_dir, "budget": budget,
                                                  **options})
     scorer_options, strategy_options = split_run_options(settings.strategy, rest)
+    strategy = SELECTORS.get(settings.strategy)
+    settings.scorers = settings.scorers or list(getattr(strategy, "default_scorers", None) or ["ifd"])
     settings.check(device=scorer_options.get("device"))
     built, selector = _check_before_scoring(settings, scorer_options, strategy_options)
     run_id = new_run_id()

@@ -92,6 +92,7 @@ def score_with_proxy(data: str | Path, output: str | Path, *, proxy: str, check:
     check_options(ProxySettings(proxy=proxy, check=check, min_agreement=min_agreement))
     settings, scorer_options = settings_from(ScoreSettings, {"data": data, "output": output, **options})
     settings.check(device=scorer_options.get("device"))
+    settings.scorers = settings.scorers or ["ifd"]
     scorer_options = engine_options(settings, scorer_options)
     model = scorer_options.get("model") or DEFAULT_LM
     weak_options = {**scorer_options, **(proxy_options or {}), "model": proxy}

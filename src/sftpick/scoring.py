@@ -57,7 +57,8 @@ class InputSettings:
 class ScorerSettings:
     """Which scorers run, and whether progress shows (`score` and `run`)."""
 
-    scorers: list[str] = option(["ifd"], "Comma-separated scorers: " + ", ".join(sorted(SCORERS)) + ", ppl, knn_K.")
+    scorers: list[str] | None = option(None, "Comma-separated scorers: " + ", ".join(sorted(SCORERS)) + ", ppl, "
+                                             "knn_K (default: ifd, or what the strategy of `run` needs).")
     progress: bool = option(True, "Show progress (a bar on a terminal, a line every 10 s in a log).")
 
 
@@ -119,6 +120,7 @@ def score(data: str | Path, output: str | Path | None = None, **options) -> Scor
     settings, options = settings_from(ScoreSettings, {"data": data, "output": output, **options})
     settings.check(device=options.get("device"))
     options = engine_options(settings, options)
+    settings.scorers = settings.scorers or ["ifd"]
     built = build_scorers(settings.scorers, options)
     if settings.output is None:
         return _score(settings, built)

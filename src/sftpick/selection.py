@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -111,6 +112,8 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
     cache_dir = settings.cache_dir or (Path(str(scores) + ".cache") if isinstance(scores, (str, Path)) else None)
     vectors, made_by = _candidate_vectors(selector, table, candidates, scores, dataset,
                                           vectors_in if vectors_in is not None else settings.embeddings, cache_dir)
+    if selector.needs_records and len(candidates):
+        _give_records(selector, table, candidates, dataset, cache_dir)
     chosen = selector.select(table.take(candidates), min(requested, len(candidates)),
                              vectors) if len(candidates) else np.array([], int)
     order = table.column("row").to_numpy()[candidates[chosen]]
@@ -199,6 +202,24 @@ def _candidate_vectors(selector: Selector, table: pa.Table, candidates: np.ndarr
                                       cache_dir, max_length)
     selector.embed_ = functools.partial(embed_records, meta=meta)
     return vectors, {key: meta[key] for key in ("model", "revision", "text", "dtype", "max_length") if key in meta}
+
+
+def _give_records(selector: Selector, table: pa.Table, candidates: np.ndarray, dataset: Dataset | None,
+                  cache_dir: Path | None) -> None:
+    """A model-in-the-loop strategy's inputs: the candidates' records, in table order, and a
+    folder of its own for the stages it caches."""
+    if dataset is None:
+        raise OptionError(f"strategy {selector.name!r} reads the records: pass the data file (`sftpick select DATA "
+                          "…`, `data=`)")
+    by_row = {e.row: e for e in _records_of(dataset)()}
+    rows = table.column("row").to_numpy()[candidates]
+    missing = [int(r) for r in rows if int(r) not in by_row]
+    if missing:
+        raise DataError(f"the data file has no record at row {missing[0]} of the scores: is it the file that was scored?")
+    selector.records_ = [by_row[int(r)] for r in rows]
+    selector.workdir_ = (Path(cache_dir) / "strategies" / selector.name if cache_dir is not None
+                         else Path(tempfile.mkdtemp(prefix=f"sftpick-{selector.name}-")))
+    selector.workdir_.mkdir(parents=True, exist_ok=True)
 
 
 def _records_of(dataset: Dataset | None) -> Callable[[], list[Example]] | None:

@@ -11,7 +11,11 @@ sentence embedder's vectors of the whole record), `needs_ranking` (a `by` column
 `default_by` (its ranking column when the scores have it). After `select` it may leave
 `stats_` (figures for the manifest) and `notes_` (why it returned fewer than asked); a
 selector that needs to embed other records (a k-center seed set) is given `embed_(examples)`,
-vectors in the same space as its embeddings.
+vectors in the same space as its embeddings. A strategy that puts a model in the loop
+(`needs_records`) is given, before `select`, `records_` (the candidates' records, in table
+order) and `workdir_` (a folder of its own in the run's cache, where each stage it caches
+survives a killed run; a temporary one when the scores have no cache); `default_scorers` is
+what `run` scores for it when no `--scorers` is given.
 
 A new strategy is one module that registers itself (`@register`) and one import line below.
 """
@@ -35,7 +39,9 @@ SELECTORS: dict[str, type] = {}
 class Selector(Component):
     needs_embeddings: ClassVar[bool] = False
     needs_ranking: ClassVar[bool] = False  # topk: it cannot choose by coverage alone
+    needs_records: ClassVar[bool] = False  # a model in the loop: it reads the candidates' records
     default_by: ClassVar[str | None] = None
+    default_scorers: ClassVar[tuple[str, ...] | None] = None  # what `run` scores when not told (default: ifd)
 
     by: str | None = "ifd"  # the ranking column, best first (`ascending`: lower is better)
     ascending: bool = False
