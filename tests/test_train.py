@@ -132,11 +132,21 @@ def test_eval_writes_results_table_and_manifest(tmp_path, records):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["train_files"]["subset"]["sha256"] == api.read_dataset(train).sha256
     assert manifest["model"]["revision"].startswith("gguf-sha256:")
-    assert manifest["config"] == {**TrainConfig().to_dict(), "lr": 1e-4, "warmup": 0.0, "max_length": 96,
-                                  "max_steps": 1, "batch_size": 4}
+    training = {name: manifest["config"][name] for name in TrainConfig().to_dict()}
+    assert training == {**TrainConfig().to_dict(), "lr": 1e-4, "warmup": 0.0, "max_length": 96,
+                        "max_steps": 1, "batch_size": 4}
+    assert manifest["config"]["command"] == "eval" and manifest["config"]["baselines"] == ["longest"]
+    assert manifest["config"]["train"] == [str(train)] and manifest["config"]["eval_sets"] == [str(heldout), str(train)]
     shown = done.output
     assert "held-out loss (mean response-token cross-entropy" in shown and "base model" in shown
     assert (out / "result.html").read_text().count("<html") == 1
+    # the manifest is a config: the same command replayed from it, into another folder
+    replay = CliRunner().invoke(app, ["eval", "--config", str(out / "manifest.json"), "-o", str(tmp_path / "again")])
+    assert replay.exit_code == 0, replay.output
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())["config"]
+    assert {**again, "output_dir": None} == {**manifest["config"], "output_dir": None}
+    assert [(a["name"], a["n_records"]) for a in json.loads((tmp_path / "again" / "result.json").read_text())["arms"]] \
+        == [(a["name"], a["n_records"]) for a in result["arms"]]
 
 
 def test_overlap_is_an_error_naming_the_record(tmp_path, records):

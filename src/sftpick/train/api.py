@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import OptionError, UnreadableInput
 from ..examples import FORMATS
 from ..models import device_option, model_option, trust_remote_code_option
-from ..options import option, settings_from
+from ..options import option, option_values, settings_from
 from .arms import BASELINES
 from .finetune import TrainConfig, check_config, train_config
 
@@ -67,10 +67,11 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **
                         trust_remote_code=settings.trust_remote_code)
     if config.template == "chat" and not getattr(lm.tokenizer, "chat_template", None):
         raise OptionError(f"template='chat' needs a chat template, and {settings.model!r}'s tokenizer has none")
+    command = {"command": "eval", **option_values(settings), **config.to_dict()}
     return evaluate_arms(lm, settings.train, settings.baselines, settings.pool, settings.eval_sets,
                          settings.output_dir, config, seeds=settings.seeds, fixed_seeds=settings.fixed_seeds,
                          size=settings.size, allow_overlap=settings.allow_overlap, progress=settings.progress,
-                         save_models=settings.save_models, fmt=settings.fmt)
+                         save_models=settings.save_models, fmt=settings.fmt, command_config=command)
 
 
 def check_evaluate(train: list, output_dir, config, options: dict) -> tuple[EvalSettings, TrainConfig]:

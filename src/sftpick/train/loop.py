@@ -133,7 +133,8 @@ def _pad_id(tokenizer) -> int:
 def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], pool: str | Path | None,
                   eval_paths: list[str | Path], out: Path, config: TrainConfig, *, seeds: int = 1,
                   fixed_seeds: int | None = None, size: int | str | None = None, allow_overlap: bool = False, progress: bool = True,
-                  save_models: bool = False, token_budget: int | None = None, fmt: str | None = None) -> dict:
+                  save_models: bool = False, token_budget: int | None = None, fmt: str | None = None,
+                  command_config: dict | None = None) -> dict:
     """Run every arm × seed; return the result (also written to `out/result.json`). Inputs are
     validated by `api.evaluate`; here only what needs the data (sizes, overlap) is checked."""
     token_budget = token_budget or (16384 if lm.device.startswith("cuda") else 1024)
@@ -161,6 +162,8 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
     atomic_write(out / "result.json", json.dumps(result, indent=2))
     write_html(result, result["summary"], out / "result.html")
     manifest = _manifest(lm, config, named, pool_source, sets, baselines, seeds, size, allow_overlap, token_budget)
+    if command_config is not None:  # the whole command, so `--config manifest.json` replays it
+        manifest["config"] = command_config
     manifest["fixed_seeds"] = seeds if fixed_seeds is None else fixed_seeds
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=2))
     return result
