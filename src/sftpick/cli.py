@@ -520,6 +520,20 @@ def _print_evaluation(result: dict, format_diff) -> None:
                       *(x for s in sets for x in (f"{row['eval'][s]['mean']:.4f}", format_diff(row["eval"][s]))))
     make_console(stderr=False).print(table)
     console.print("An arm with more response tokens trains on more tokens: compare losses with that in mind.")
+    if result.get("win_rate"):
+        _print_win_rates(result["win_rate"], result["win_rate_settings"]["reference"])
+
+
+def _print_win_rates(win_rates: dict, reference: str) -> None:
+    table = Table(title=f"judged against {reference}, both orders (win rate = (wins - losses) / n + 1)")
+    for column in ("arm", "prompts", "wins", "ties", "losses", "unparsed", "win rate", "95% bootstrap"):
+        table.add_column(column)
+    for arm, sets in win_rates.items():
+        for name, c in sets.items():
+            table.add_row(arm, name, *(str(c[k]) for k in ("wins", "ties", "losses", "unparsed")),
+                          "" if c["win_rate"] is None else f"{c['win_rate']:.3f}",
+                          f"[{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c["ci"] else "")
+    make_console(stderr=False).print(table)
 
 
 def main() -> None:

@@ -56,21 +56,15 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONVENTIONAL_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,47}")  # OPENAI_API_KEY; a key rarely looks like this
 
 
-@register
 @dataclass(kw_only=True, eq=False)
-class JudgeScorer(Component):
-    name = "judge"
-    columns = ("judge",)
-    keeps_journal = True  # engines/stream.py opens a per-rating journal beside the shards
+class JudgeConnection:
+    """How to reach a judge: an OpenAI-compatible server, its model, the key's variable, and
+    the client's concurrency, retries, timeout and sampling. The `judge` scorer and `sftpick
+    eval`'s win rates both declare their judge with it."""
 
     judge_url: str | None = option(None, "`judge`: OpenAI base URL of the judge's server, e.g. "
                                          "http://127.0.0.1:8000/v1.")
     judge_model: str | None = option(None, "`judge`: the model name the server serves.")
-    judge_prompt: str = option("alpagasus", "`judge`: alpagasus (gpt4life's layout of AlpaGasus's prompt, the "
-                                            "default), alpagasus-paper (the paper's Figure 3) or a JSON prompt file.")
-    judge_dimension: str | None = option(None, "`judge`: the property rated, for a prompt with a {dimension} slot "
-                                               "(alpagasus-paper): accuracy by default, AlpaGasus's; helpfulness in "
-                                               "its appendix.")
     judge_key_env: str | None = option(None, "`judge`: NAME of the environment variable holding the API key "
                                              "(never the key).")  # the key itself is never an attribute here
     concurrency: int = option(8, "`judge`: requests in flight at once.", ge=1, what="a whole number")
@@ -83,16 +77,13 @@ class JudgeScorer(Component):
     judge_max_tokens: int = option(32, "`judge`: max_tokens of a reply (the score is on its first line).", ge=1,
                                    what="a whole number")
 
-    # ------------------------------------------------------------------ setup
-    def check(self) -> None:
-        """Every option, before any request (and the key's variable is set, unread)."""
-        super().check()
+    def check_connection(self, who: str = "scorer 'judge'") -> None:
+        """Every connection option, before any request (and the key's variable is set, unread)."""
         if importlib.util.find_spec("httpx") is None:
-            raise MissingDependency("scorer 'judge' needs httpx: pip install 'sftpick[judge]'")
-        _check_url(self.judge_url)
+            raise MissingDependency(f"{who} needs httpx: pip install 'sftpick[judge]'")
+        _check_url(self.judge_url, who)
         if not self.judge_model:
-            raise OptionError("scorer 'judge' needs --judge-model NAME: the model the server at --judge-url serves")
-        load_prompt(self.judge_prompt, self.judge_dimension)
+            raise OptionError(f"{who} needs --judge-model NAME: the model the server at --judge-url serves")
         if self.judge_key_env is not None:
             # The value is never echoed unless it looks like a variable's name: it may be the key itself.
             if not _ENV_NAME.fullmatch(self.judge_key_env):
@@ -102,20 +93,45 @@ class JudgeScorer(Component):
                 shown = self.judge_key_env if _CONVENTIONAL_NAME.fullmatch(self.judge_key_env) else "it names"
                 raise OptionError(f"the environment variable {shown} (--judge-key-env) is not set or empty")
 
+    def client(self) -> ChatClient:
+        key = os.environ[self.judge_key_env] if self.judge_key_env else None
+        return ChatClient(self.judge_url, self.judge_model, key=key, sampling=self.sampling(),
+                          concurrency=self.concurrency, timeout=self.judge_timeout, retries=self.judge_retries,
+                          backoff=self.judge_backoff)
+
+    def sampling(self) -> dict:
+        return {"temperature": self.judge_temperature, "top_p": 1.0, "max_tokens": self.judge_max_tokens}
+
+
+@register
+@dataclass(kw_only=True, eq=False)
+class JudgeScorer(JudgeConnection, Component):
+    name = "judge"
+    columns = ("judge",)
+    keeps_journal = True  # engines/stream.py opens a per-rating journal beside the shards
+
+    judge_prompt: str = option("alpagasus", "`judge`: alpagasus (gpt4life's layout of AlpaGasus's prompt, the "
+                                            "default), alpagasus-paper (the paper's Figure 3) or a JSON prompt file.")
+    judge_dimension: str | None = option(None, "`judge`: the property rated, for a prompt with a {dimension} slot "
+                                               "(alpagasus-paper): accuracy by default, AlpaGasus's; helpfulness in "
+                                               "its appendix.")
+
+    # ------------------------------------------------------------------ setup
+    def check(self) -> None:
+        """Every option, before any request."""
+        super().check()
+        self.check_connection()
+        load_prompt(self.judge_prompt, self.judge_dimension)
+
     def setup(self) -> None:
         self.check()
         self.prompt_ = load_prompt(self.judge_prompt, self.judge_dimension)
-        self.client_ = ChatClient(self.judge_url, self.judge_model, key=self._read_key(), sampling=self._sampling(),
-                                  concurrency=self.concurrency, timeout=self.judge_timeout,
-                                  retries=self.judge_retries, backoff=self.judge_backoff)
+        self.client_ = self.client()
         self.piece_cost_ = 4 * self.concurrency  # records per engine call: a few waves of requests
         self.ratings_: dict[str, dict] = {}  # content hash -> result, this process and the journal
         self.journal_: Journal | None = None
         self.counts_: Counter = Counter()  # from_journal, rated_now, rejected_now
         self.histogram_: Counter = Counter()  # rating -> how many this run made
-
-    def _read_key(self) -> str | None:
-        return os.environ[self.judge_key_env] if self.judge_key_env else None
 
     def open_journal(self, journal: Journal) -> None:
         """Called by the engine once the cache folder is known: earlier ratings are read back
@@ -126,11 +142,8 @@ class JudgeScorer(Component):
     def config(self) -> dict:
         return {"scorer": self.name, "judge_model": self.judge_model, "prompt": self.judge_prompt,
                 **({"dimension": self.judge_dimension} if self.judge_dimension else {}),
-                "prompt_sha256": load_prompt(self.judge_prompt, self.judge_dimension).sha256, **self._sampling(),
+                "prompt_sha256": load_prompt(self.judge_prompt, self.judge_dimension).sha256, **self.sampling(),
                 "parse": PARSE}
-
-    def _sampling(self) -> dict:
-        return {"temperature": self.judge_temperature, "top_p": 1.0, "max_tokens": self.judge_max_tokens}
 
     @property
     def stats_(self) -> dict:
@@ -213,9 +226,9 @@ def _start(reply: str, limit: int = 80) -> str:
     return repr(text[:limit] + ("…" if len(text) > limit else ""))
 
 
-def _check_url(url: str | None) -> None:
+def _check_url(url: str | None, who: str) -> None:
     if not url:
-        raise OptionError("scorer 'judge' needs --judge-url: the OpenAI base URL of the judge's server "
+        raise OptionError(f"{who} needs --judge-url: the OpenAI base URL of the judge's server "
                           "(e.g. http://127.0.0.1:8000/v1)")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

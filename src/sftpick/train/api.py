@@ -10,8 +10,10 @@ from ..errors import OptionError, UnreadableInput
 from ..examples import FORMATS
 from ..models import device_option, model_option, trust_remote_code_option
 from ..options import option, option_values, settings_from
-from .arms import BASELINES
+from ..scorers.judge import JudgeConnection
+from .arms import BASELINES, file_names
 from .finetune import TrainConfig, check_config, train_config
+from .winrate import WinRatePlan, load_prompts
 
 
 @dataclass(kw_only=True)
@@ -27,7 +29,19 @@ class TrainingRunSettings:
 
 
 @dataclass(kw_only=True)
-class EvalSettings(TrainingRunSettings):
+class WinRateSettings(JudgeConnection):
+    """Judged win rates (train/winrate.py): test prompts, the arm judged against, the judge."""
+
+    prompts: list[Path] = option([], "Test prompts (JSONL with a text or prompt field, as Cherry LLM's test sets, or "
+                                     "records); each arm's model answers them and a judge compares the answers "
+                                     "with the reference arm's; repeatable, reported apart.", repeat=True)
+    reference: str = option("random", "The arm the others are judged against: random, longest, full, or a --train "
+                                      "file's arm name.")
+    max_new_tokens: int = option(256, "Tokens each answer may have (greedy decoding).", ge=1)
+
+
+@dataclass(kw_only=True)
+class EvalSettings(TrainingRunSettings, WinRateSettings):
     """`sftpick eval`: the arms to fine-tune and the held-out sets (training settings apart)."""
 
     output_dir: Path = option(help="Folder for result.json, result.html, manifest.json, arms/.",
@@ -71,7 +85,16 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **
     return evaluate_arms(lm, settings.train, settings.baselines, settings.pool, settings.eval_sets,
                          settings.output_dir, config, seeds=settings.seeds, fixed_seeds=settings.fixed_seeds,
                          size=settings.size, allow_overlap=settings.allow_overlap, progress=settings.progress,
-                         save_models=settings.save_models, fmt=settings.fmt, command_config=command)
+                         save_models=settings.save_models, fmt=settings.fmt, command_config=command,
+                         win_rates=_win_rate_plan(settings, config))
+
+
+def _win_rate_plan(settings: EvalSettings, config: TrainConfig) -> WinRatePlan | None:
+    if not settings.prompts:
+        return None
+    sets = dict(zip(file_names([str(p) for p in settings.prompts]), map(load_prompts, settings.prompts)))
+    return WinRatePlan(sets, settings, settings.reference, config.template, settings.max_new_tokens,
+                       Path(settings.output_dir))
 
 
 def check_evaluate(train: list, output_dir, config, options: dict) -> tuple[EvalSettings, TrainConfig]:
@@ -91,7 +114,21 @@ def check_evaluate(train: list, output_dir, config, options: dict) -> tuple[Eval
         raise OptionError(f"--baseline {settings.baselines[0]} needs --pool (the records the baselines are drawn "
                           "from)")
     _check_files([*settings.train, *settings.eval_sets, *([settings.pool] if settings.pool is not None else [])])
+    if settings.prompts:
+        _check_win_rates(settings)
     return settings, config
+
+
+def _check_win_rates(settings: EvalSettings) -> None:
+    """The judge reachable in principle, the prompt files readable, the reference an arm."""
+    settings.check_connection("eval's win rates (--prompts)")
+    _check_files(settings.prompts)
+    for path in settings.prompts:
+        load_prompts(path)
+    arms = [*file_names([str(t) for t in settings.train]), *settings.baselines]
+    if settings.reference not in arms:
+        raise OptionError(f"reference={settings.reference!r} is none of the arms ({', '.join(arms)}): the win rates "
+                          "judge every arm against it; add --baseline random, or name a --train file's arm")
 
 
 def _check_files(paths: list) -> None:

@@ -23,6 +23,7 @@ from .data import encode
 from .evaluate import EvalSet, eval_losses
 from .finetune import FineTuned, TrainConfig, fine_tune
 from .summary import summarize, write_html
+from .winrate import WinRatePlan
 
 console = make_console()
 
@@ -94,17 +95,22 @@ def base_result(lm: LoadedLM, sets: list[EvalSet], config: TrainConfig, out: Pat
 
 
 def run_arm(arm: Arm, lm: LoadedLM, config: TrainConfig, sets: list[EvalSet], out: Path, *,
-            token_budget: int, progress: bool, save_model: bool, label: str) -> dict:
-    """Fine-tune a fresh copy of the base model on `arm` and evaluate it, unless done before."""
+            token_budget: int, progress: bool, save_model: bool, label: str,
+            win_rates: WinRatePlan | None = None) -> dict:
+    """Fine-tune a fresh copy of the base model on `arm` and evaluate it (and have it answer the
+    test prompts), unless done before."""
     config = replace(config, seed=arm.seed)
     key = arm_key(arm, config, lm, sets)
     path = out / "arms" / f"{key}.json"
-    if path.exists():  # the same records, settings and model: perhaps under another arm's name
+    answered = win_rates is None or win_rates.has_answers(key)  # else the tuned model is needed again
+    if path.exists() and answered:  # the same records, settings and model: perhaps under another arm's name
         return {**json.loads(path.read_text()), "name": arm.name, "kind": arm.kind, "source": arm.source.path,
                 "reused": True}
     model = copy.deepcopy(lm.model)
     tuned = fine_tune(model, lm.tokenizer, arm.encoded, config, progress=progress, label=label)
     losses = eval_losses(tuned.model, sets, pad_id=_pad_id(lm.tokenizer), token_budget=token_budget)
+    if win_rates is not None:
+        win_rates.answer(key, tuned.model, lm.tokenizer)
     if save_model:
         tuned.model.save_pretrained(out / "models" / key)
         lm.tokenizer.save_pretrained(out / "models" / key)
@@ -134,7 +140,7 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
                   eval_paths: list[str | Path], out: Path, config: TrainConfig, *, seeds: int = 1,
                   fixed_seeds: int | None = None, size: int | str | None = None, allow_overlap: bool = False, progress: bool = True,
                   save_models: bool = False, token_budget: int | None = None, fmt: str | None = None,
-                  command_config: dict | None = None) -> dict:
+                  command_config: dict | None = None, win_rates: WinRatePlan | None = None) -> dict:
     """Run every arm × seed; return the result (also written to `out/result.json`). Inputs are
     validated by `api.evaluate`; here only what needs the data (sizes, overlap) is checked."""
     token_budget = token_budget or (16384 if lm.device.startswith("cuda") else 1024)
@@ -153,12 +159,21 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
     for i, arm in enumerate(arms, start=1):
         label = f"{arm.name} seed {arm.seed} ({i}/{len(arms)})"
         results.append(run_arm(arm, lm, config, sets, out, token_budget=token_budget, progress=progress,
-                               save_model=save_models, label=label))
+                               save_model=save_models, label=label, win_rates=win_rates))
         _print_arm(results[-1])
     result = {"base": {"model": lm.name, "revision": lm.revision, **base}, "arms": results,
               "eval_sets": {s.name: {"path": s.path, "n_records": len(s.encoded), "n_tokens": s.n_tokens,
                                      "rejects": s.rejects, "overlap": overlap[s.name]} for s in sets}}
     result["summary"] = summarize(result)
+    if win_rates is not None:
+        console.print(f"judging every arm against {win_rates.reference!r} on "
+                      f"{sum(map(len, win_rates.prompt_sets.values()))} prompts, in both orders", highlight=False)
+        result["win_rate"] = win_rates.judge(results)
+        result["win_rate_settings"] = {**win_rates.settings(), "reference": win_rates.reference,
+                                       "judge_model": win_rates.connection.judge_model,
+                                       "judge_sampling": win_rates.connection.sampling()}
+        for row in result["summary"]:
+            row["win_rate"] = result["win_rate"].get(row["name"])
     atomic_write(out / "result.json", json.dumps(result, indent=2))
     write_html(result, result["summary"], out / "result.html")
     manifest = _manifest(lm, config, named, pool_source, sets, baselines, seeds, size, allow_overlap, token_budget)

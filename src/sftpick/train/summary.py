@@ -90,9 +90,45 @@ def write_html(result: dict, rows: list[dict], path: Path) -> Path:
     body = (f"<h1>Held-out loss by training arm</h1><p>model {escape(result['base']['model'])} "
             f"({escape(result['base']['revision'])}); lower is better. A longer subset trains on more tokens: "
             "see the response tokens per arm in the table.</p>" + figure_html(fig) + _table_html(rows, sets)
-            + f"<h2>result.json</h2><pre class='manifest'>{escape(json.dumps(result, indent=2))}</pre>")
+            + _win_rate_html(result) + f"<h2>result.json</h2><pre class='manifest'>{escape(json.dumps(result, indent=2))}</pre>")
     atomic_write(path, page("sftpick eval", body))
     return path
+
+
+def win_rate_figure(win_rates: dict, reference: str):
+    """The papers' stacked bars: per arm and prompt set, wins, ties and losses against the
+    reference (unparsed verdicts apart, in the hover)."""
+    import plotly.graph_objects as go
+
+    labels = [f"{arm} · {name}" for arm, sets in win_rates.items() for name in sets]
+    cells = [cell for sets in win_rates.values() for cell in sets.values()]
+    fig = go.Figure([go.Bar(y=labels, x=[c[key] for c in cells], name=f"{word}", orientation="h", marker_color=color,
+                            text=[c[key] for c in cells],
+                            hovertext=[f"win rate {c['win_rate']:.3f}" if c["win_rate"] is not None else "not judged"
+                                       for c in cells])
+                     for key, word, color in (("wins", "wins", "#2b8cbe"), ("ties", "ties", "#bdbdbd"),
+                                              ("losses", f"{reference} wins", "#e34a33"))])
+    fig.update_layout(barmode="stack", height=120 + 28 * len(labels), margin={"l": 220, "t": 40},
+                      title=f"judged against {reference} (both orders)")
+    return fig
+
+
+def _win_rate_html(result: dict) -> str:
+    from ..report.html import escape, figure_html
+
+    if not result.get("win_rate"):
+        return ""
+    reference = result["win_rate_settings"]["reference"]
+    lines = ["<h2>Win rates</h2><table><tr><th>arm</th><th>prompts</th><th>wins</th><th>ties</th><th>losses</th>"
+             "<th>unparsed</th><th>win rate (W−L)/n+1</th><th>95% bootstrap</th></tr>"]
+    for arm, sets in result["win_rate"].items():
+        for name, c in sets.items():
+            interval = f"[{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c["ci"] else ""
+            rate = f"{c['win_rate']:.3f}" if c["win_rate"] is not None else ""
+            lines.append(f"<tr><td>{escape(arm)}</td><td>{escape(name)}</td><td class='n'>{c['wins']}</td>"
+                         f"<td class='n'>{c['ties']}</td><td class='n'>{c['losses']}</td><td class='n'>{c['unparsed']}"
+                         f"</td><td class='n'>{rate}</td><td class='n'>{interval}</td></tr>")
+    return (figure_html(win_rate_figure(result["win_rate"], reference)) + "\n".join(lines) + "</table>")
 
 
 def _table_html(rows: list[dict], sets: list[str]) -> str:
