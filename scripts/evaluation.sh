@@ -1,7 +1,7 @@
 #!/bin/sh
 # "Prove the subset": select BUDGET records of a real pool by IFD (top-k), by k-center and by
 # DEITA's score-first diversity filter (over IFD), then fine-tune on each, on SEEDS random subsets of the same size and on the longest
-# responses, and compare held-out loss (sftpick eval). Resumable at every stage: run it
+# responses, and compare held-out loss: one `sftpick study`. Resumable at every stage: run it
 # again after an interruption (scores are cached shard by shard, fine-tunes arm by arm).
 # Sizes are variables; the defaults are the GPU study (Alpaca 5%: 3,011-record pool, 100 held
 # out, 5% subsets, 3 seeds, 3 epochs). docs/evaluation.md ran, on CPU:
@@ -27,16 +27,12 @@ W=${WORK:-.work/evaluation}
 NAME=$(basename "$POOL")
 
 python scripts/split_heldout.py "$POOL" --heldout "$HELDOUT" --seed 0 --out $W/split
-sftpick run $W/split/$NAME -o $W/ifd --budget "$BUDGET" --model "$MODEL" --template "$TEMPLATE" \
-    --max-length "$MAX_LENGTH" --device "$DEVICE" --no-progress
-# One scoring pass: k-center (which embeds the pool) and DEITA select from the same scores.
-mkdir -p $W/kcenter $W/deita
-sftpick select $W/split/$NAME --scores $W/ifd/scores.parquet --budget "$BUDGET" --strategy kcenter \
-    -o $W/kcenter/selected.json
-sftpick select $W/split/$NAME --scores $W/ifd/scores.parquet --budget "$BUDGET" --strategy deita --by ifd \
-    -o $W/deita/selected.json
-sftpick eval --train $W/ifd/selected.json --train $W/kcenter/selected.json --train $W/deita/selected.json \
-    --baseline random --baseline longest --pool $W/split/$NAME --seeds "$SEEDS" --fixed-seeds "$FIXED_SEEDS" \
-    --eval-set $W/split/heldout.json --model "$MODEL" --device "$DEVICE" --template "$TEMPLATE" \
-    --epochs "$EPOCHS" --lr "$LR" --batch-size "$BATCH_SIZE" --max-length "$MAX_LENGTH" -o $W/eval
-echo "result: $W/eval/result.json, plot: $W/eval/result.html"
+# The bake-off in one command: IFD scored once (as the study of docs/evaluation.md scored it: the
+# training template and length), every method's subset selected from that table, every arm fine-tuned.
+sftpick study $W/split/$NAME -o $W/study --budget "$BUDGET" --scorers ifd,len \
+    --method topk:ifd --method kcenter --method deita:ifd --method random --method longest \
+    --ifd.template "$TEMPLATE" --ifd.max-length "$MAX_LENGTH" \
+    --seeds "$SEEDS" --fixed-seeds "$FIXED_SEEDS" --eval-set $W/split/heldout.json \
+    --model "$MODEL" --device "$DEVICE" --template "$TEMPLATE" --epochs "$EPOCHS" --lr "$LR" \
+    --batch-size "$BATCH_SIZE" --max-length "$MAX_LENGTH"
+echo "leaderboard: $W/study/leaderboard.md, result: $W/study/eval/result.json, plot: $W/study/eval/result.html"

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sftpick.io import read_dataset
-from sftpick.io import write_subset
+from sftpick.io import raw_texts, read_dataset, write_subset
 from sftpick.writers import atomic_write
 
 
@@ -36,7 +35,8 @@ def main() -> None:
         rows = np.array([e.row for e in dataset.examples])  # records the reader accepts
         chosen = np.sort(np.random.default_rng(args.seed).choice(rows, args.heldout, replace=False))
         write_subset(dataset, np.setdiff1d(rows, chosen), args.out / path.name)
-        held += [dataset.raw[row] for row in chosen]
+        texts = raw_texts(dataset.path, dataset.kind, chosen)  # each record as it came
+        held += [texts[int(row)] for row in chosen]
         print(f"{path}: {len(rows) - len(chosen)} pool, {len(chosen)} held out ({dataset.n_records - len(rows)} rejected)")
     atomic_write(target, "[\n" + ",\n".join(held) + "\n]\n")
 

@@ -31,6 +31,7 @@ from .scorers import SCORERS
 from .scoring import ScoreSettings
 from .selection import SelectSettings, SubsetSettings
 from .selectors import SELECTORS
+from .study import StudySettings
 from .train.api import EvalSettings, ExperimentSettings
 from .train.finetune import TrainConfig
 
@@ -287,6 +288,7 @@ COMMANDS = {
     "run": Command((RunSettings,), {"scorer": SCORERS, "strategy": SELECTORS}, offline=True),
     "assess": Command((AssessSettings,), COMPONENTS_OF_SCORING, offline=True),
     "eval": Command((EvalSettings, TrainConfig)),
+    "study": Command((StudySettings, TrainConfig), {"scorer": SCORERS, "strategy": SELECTORS}, offline=True),
     "experiments": Command((ExperimentSettings, TrainConfig), COMPONENTS_OF_SCORING),
 }
 
@@ -355,6 +357,13 @@ def _eval(given: dict) -> None:
     console.print(f"outputs: {output_dir}/ (result.json, result.html, manifest.json, arms/)")
 
 
+def _study(given: dict) -> None:
+    from .study import leaderboard_markdown, study
+
+    board = study(given.pop("data"), given.pop("output_dir"), **given)
+    make_console(stderr=False).print(leaderboard_markdown(board))
+
+
 def _experiments(given: dict) -> None:
     from .train.api import rule_experiments
 
@@ -373,6 +382,8 @@ add_command("assess", COMMANDS["assess"], _assess,
             "Dataset-level indicators (mean, spread) and the Instruction Mining rule's loss estimate.")
 add_command("eval", COMMANDS["eval"], _eval,
             "Fine-tune on each subset and on baselines; compare held-out loss (base model included).")
+add_command("study", COMMANDS["study"], _study,
+            "The bake-off: score once, select with every method, fine-tune every arm, write one leaderboard.")
 
 
 # ---------------------------------------------------------------- commands with no method options

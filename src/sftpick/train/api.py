@@ -41,26 +41,32 @@ class WinRateSettings(JudgeConnection):
 
 
 @dataclass(kw_only=True)
-class EvalSettings(TrainingRunSettings, WinRateSettings):
-    """`sftpick eval`: the arms to fine-tune and the held-out sets (training settings apart)."""
+class HeldOutSettings:
+    """Where an evaluation writes, what it measures held-out loss on, and how often it repeats."""
 
-    output_dir: Path = option(help="Folder for result.json, result.html, manifest.json, arms/.",
+    output_dir: Path = option(help="Output folder (result.json, result.html, manifest.json, arms/).",
                               flags=("-o", "--output-dir"))
     eval_sets: list[Path] = option([], "Held-out records (any supported format); repeat for several, reported "
                                        "apart.", flags=("--eval-set",), repeat=True)
+    seeds: int = option(1, "Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.",
+                        ge=1)
+    fixed_seeds: int | None = option(None, "Fine-tunes of the arms whose records do not change with the seed "
+                                           "(--train files, longest, full); default: --seeds.", ge=1)
+    allow_overlap: bool = option(False, "Evaluate even when eval records are also training records.")
+    save_models: bool = option(False, "Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")
+
+
+@dataclass(kw_only=True)
+class EvalSettings(TrainingRunSettings, WinRateSettings, HeldOutSettings):
+    """`sftpick eval`: the arms to fine-tune and the held-out sets (training settings apart)."""
+
     train: list[Path] = option([], "A training file (e.g. a selected subset): one arm each; repeatable.",
                                repeat=True)
     baselines: list[str] = option([], "random | longest | full, drawn from --pool; repeatable.",
                                   flags=("--baseline",), repeat=True)
     pool: Path | None = option(None, "Records the baselines are drawn from.")
-    seeds: int = option(1, "Fine-tunes per arm (seeds --seed, --seed+1, …); random draws a new subset per seed.",
-                        ge=1)
-    fixed_seeds: int | None = option(None, "Fine-tunes of the arms whose records do not change with the seed "
-                                           "(--train files, longest, full); default: --seeds.", ge=1)
     size: str | None = option(None, "Size of the random/longest baselines (count, fraction or % of the pool; "
                                     "default: the first --train file's).")
-    allow_overlap: bool = option(False, "Evaluate even when eval records are also training records.")
-    save_models: bool = option(False, "Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")
 
 
 def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **options) -> dict:
