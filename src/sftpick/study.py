@@ -20,13 +20,14 @@ from .selectors import SELECTORS
 from .train.api import HeldOutSettings, TrainingRunSettings, WinRateSettings, evaluate
 from .train.arms import BASELINES, file_names
 from .train.finetune import TrainConfig
+from .train.harness import HarnessSettings
 from .writers import atomic_write
 
 MEASURES = ("loss", "win_rate")
 
 
 @dataclass(kw_only=True)
-class StudySettings(TrainingRunSettings, WinRateSettings, HeldOutSettings):
+class StudySettings(TrainingRunSettings, WinRateSettings, HarnessSettings, HeldOutSettings):
     """`sftpick study`'s own settings (training settings, scorers' and strategies' options apart)."""
 
     data: Path = option(help="The pool: the records every method selects from (any supported format).",
@@ -96,7 +97,8 @@ def _own(options: dict, strategy: str) -> dict:
 
 def _eval_options(settings: StudySettings) -> dict:
     """The settings `evaluate` takes, as the study has them."""
-    names = {o.name for cls in (TrainingRunSettings, WinRateSettings, HeldOutSettings) for o in declared(cls)}
+    names = {o.name for cls in (TrainingRunSettings, WinRateSettings, HarnessSettings, HeldOutSettings)
+             for o in declared(cls)}
     return {k: getattr(settings, k) for k in names if k != "output_dir"}
 
 
@@ -126,6 +128,7 @@ def leaderboard(result: dict, subsets: dict, costs: dict, measure: str) -> dict:
                                       "random")
         rates = (row.get("win_rate") or {}).get("overall")
         entry["win_rate"] = rates and {"value": rates["win_rate"], "ci": rates["ci"], "n": rates["n"]}
+        entry["accuracy"] = row.get("accuracy")
         rows.append(entry)
     first = next(iter(result["base"]["eval_loss"]))
     if measure == "win_rate":

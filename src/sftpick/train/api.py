@@ -13,6 +13,7 @@ from ..options import option, option_values, settings_from
 from ..scorers.judge import JudgeConnection
 from .arms import BASELINES, file_names
 from .finetune import TrainConfig, check_config, train_config
+from .harness import HarnessPlan, HarnessSettings, check_tasks
 from .winrate import WinRatePlan, load_prompts
 
 
@@ -57,7 +58,7 @@ class HeldOutSettings:
 
 
 @dataclass(kw_only=True)
-class EvalSettings(TrainingRunSettings, WinRateSettings, HeldOutSettings):
+class EvalSettings(TrainingRunSettings, WinRateSettings, HarnessSettings, HeldOutSettings):
     """`sftpick eval`: the arms to fine-tune and the held-out sets (training settings apart)."""
 
     train: list[Path] = option([], "A training file (e.g. a selected subset): one arm each; repeatable.",
@@ -92,7 +93,8 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **
                          settings.output_dir, config, seeds=settings.seeds, fixed_seeds=settings.fixed_seeds,
                          size=settings.size, allow_overlap=settings.allow_overlap, progress=settings.progress,
                          save_models=settings.save_models, fmt=settings.fmt, command_config=command,
-                         win_rates=_win_rate_plan(settings, config))
+                         win_rates=_win_rate_plan(settings, config),
+                         harness=HarnessPlan(settings, Path(settings.output_dir)) if settings.tasks else None)
 
 
 def _win_rate_plan(settings: EvalSettings, config: TrainConfig) -> WinRatePlan | None:
@@ -122,6 +124,8 @@ def check_evaluate(train: list, output_dir, config, options: dict) -> tuple[Eval
     _check_files([*settings.train, *settings.eval_sets, *([settings.pool] if settings.pool is not None else [])])
     if settings.prompts:
         _check_win_rates(settings)
+    if settings.tasks:
+        check_tasks(settings)
     return settings, config
 
 

@@ -23,6 +23,7 @@ from .data import encode
 from .evaluate import EvalSet, eval_losses
 from .finetune import FineTuned, TrainConfig, fine_tune
 from .summary import summarize, write_html
+from .harness import HarnessPlan
 from .winrate import WinRatePlan
 
 console = make_console()
@@ -96,28 +97,30 @@ def base_result(lm: LoadedLM, sets: list[EvalSet], config: TrainConfig, out: Pat
 
 def run_arm(arm: Arm, lm: LoadedLM, config: TrainConfig, sets: list[EvalSet], out: Path, *,
             token_budget: int, progress: bool, save_model: bool, label: str,
-            win_rates: WinRatePlan | None = None) -> dict:
+            win_rates: WinRatePlan | None = None, harness: HarnessPlan | None = None) -> dict:
     """Fine-tune a fresh copy of the base model on `arm` and evaluate it (and have it answer the
     test prompts), unless done before."""
     config = replace(config, seed=arm.seed)
     key = arm_key(arm, config, lm, sets)
     path = out / "arms" / f"{key}.json"
     answered = win_rates is None or win_rates.has_answers(key)  # else the tuned model is needed again
-    if path.exists() and answered:  # the same records, settings and model: perhaps under another arm's name
+    measured = harness is None or harness.has(key)
+    if path.exists() and answered and measured:  # the same records, settings and model: perhaps another arm's
         return {**json.loads(path.read_text()), "name": arm.name, "kind": arm.kind, "source": arm.source.path,
-                "reused": True}
+                **({"accuracy": harness.load(key)} if harness else {}), "reused": True}
     model = copy.deepcopy(lm.model)
     tuned = fine_tune(model, lm.tokenizer, arm.encoded, config, progress=progress, label=label)
     losses = eval_losses(tuned.model, sets, pad_id=_pad_id(lm.tokenizer), token_budget=token_budget)
     if win_rates is not None:
         win_rates.answer(key, tuned.model, lm.tokenizer)
+    accuracy = harness.run(key, tuned.model, lm.tokenizer) if harness is not None else None
     if save_model:
         tuned.model.save_pretrained(out / "models" / key)
         lm.tokenizer.save_pretrained(out / "models" / key)
     result = _arm_record(arm, key, config, tuned, losses)
     atomic_write(path, json.dumps(result, indent=2))
     del model, tuned
-    return {**result, "reused": False}
+    return {**result, **({"accuracy": accuracy} if accuracy is not None else {}), "reused": False}
 
 
 def _arm_record(arm: Arm, key: str, config: TrainConfig, tuned: FineTuned, losses: dict) -> dict:
@@ -140,7 +143,8 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
                   eval_paths: list[str | Path], out: Path, config: TrainConfig, *, seeds: int = 1,
                   fixed_seeds: int | None = None, size: int | str | None = None, allow_overlap: bool = False, progress: bool = True,
                   save_models: bool = False, token_budget: int | None = None, fmt: str | None = None,
-                  command_config: dict | None = None, win_rates: WinRatePlan | None = None) -> dict:
+                  command_config: dict | None = None, win_rates: WinRatePlan | None = None,
+                  harness: HarnessPlan | None = None) -> dict:
     """Run every arm × seed; return the result (also written to `out/result.json`). Inputs are
     validated by `api.evaluate`; here only what needs the data (sizes, overlap) is checked."""
     token_budget = token_budget or (16384 if lm.device.startswith("cuda") else 1024)
@@ -155,11 +159,13 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
     overlap = {s.name: count_overlap(s.content_hashes, arms) for s in sets}
     _print_plan(arms, sets)
     base = base_result(lm, sets, config, out, token_budget)
+    if harness is not None:
+        base["accuracy"] = harness.run(f"base-{base['key']}", lm.model, lm.tokenizer)
     results = []
     for i, arm in enumerate(arms, start=1):
         label = f"{arm.name} seed {arm.seed} ({i}/{len(arms)})"
         results.append(run_arm(arm, lm, config, sets, out, token_budget=token_budget, progress=progress,
-                               save_model=save_models, label=label, win_rates=win_rates))
+                               save_model=save_models, label=label, win_rates=win_rates, harness=harness))
         _print_arm(results[-1])
     result = {"base": {"model": lm.name, "revision": lm.revision, **base}, "arms": results,
               "eval_sets": {s.name: {"path": s.path, "n_records": len(s.encoded), "n_tokens": s.n_tokens,

@@ -39,6 +39,9 @@ def summarize(result: dict) -> list[dict]:
                               "vs_random_paired_ci95": None if reference else paired_interval(
                                   arms, by_name.get("random", []), s),
                               "reference": reference}
+        if all("accuracy" in a for a in arms):
+            row["accuracy"] = {task: {metric: float(np.mean([a["accuracy"][task][metric] for a in arms]))
+                                      for metric in metrics} for task, metrics in arms[0]["accuracy"].items()}
         rows.append(row)
     return rows
 
