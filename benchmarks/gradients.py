@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from sftpick.data import sample_path
 from sftpick.features.gradients import (default_token_budget, gradient_features, lora_model, lora_parameters,
                                         per_example_gradients, precondition, project)
-from sftpick.features.warmup import LESS_WARMUP, AdamState, load_adam_state, warmup
+from sftpick.features.settings import LESS_WARMUP
+from sftpick.features.warmup import AdamState, load_adam_state, warmup
 from sftpick.io import read_dataset
 from sftpick.models import DEFAULT_LM, load_causal_lm
 from sftpick.train.data import encode

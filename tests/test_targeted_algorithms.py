@@ -9,8 +9,9 @@ from scipy.optimize import nnls
 from sklearn.linear_model import OrthogonalMatchingPursuit
 
 from sftpick.selectors.kcenter import kcenter_greedy
+from sftpick.selectors.less import less_scores
 from sftpick.selectors.omp import cluster_quotas, omp, tagcos_select
-from sftpick.selectors.targeted import less_scores, position_weighted_mean, round_robin
+from sftpick.selectors.rds import position_weighted_mean, round_robin
 
 
 def nnls_residual(atoms, target, support, ridge=0.0):

@@ -33,7 +33,7 @@ from .selection import SelectSettings, SubsetSettings
 from .selectors import SELECTORS
 from .study import StudySettings
 from .train.api import EvalSettings, ExperimentSettings
-from .train.finetune import TrainConfig
+from .train.config import TrainConfig
 
 console = make_console()
 _debug = {"on": False}  # set by `sftpick --debug`: errors keep their traceback
@@ -193,7 +193,7 @@ def _parameters(command: Command) -> tuple[list[inspect.Parameter], dict[str, _P
                 params.append(_parameter(meta[name], name, (), help=f"{option.spec.help} {_defaults(declaring)}",
                                          panel=f"{kind.capitalize()} options"))
             for owner, own in declaring:
-                pname = f"{owner}__{name}"
+                pname = _param_name(f"{owner}.{name}")
                 if pname not in meta:
                     meta[pname] = _Param(own, f"{owner}.{name}", True)
                     flag = f"--{owner.replace('_', '-')}.{name.replace('_', '-')}"
@@ -208,6 +208,12 @@ def _parameters(command: Command) -> tuple[list[inspect.Parameter], dict[str, _P
                                           "component's own), or a manifest.json to replay its run. Flags on the "
                                           "command line win.", is_eager=True, callback=_load_config)]))
     return _arguments_first(params), meta
+
+
+def _param_name(key: str) -> str:
+    """The Python name of the parameter behind an option key (`diverse-evol.initial` ->
+    `diverse_evol__initial`): a component's name may hold a hyphen, a parameter's may not."""
+    return key.replace("-", "_").replace(".", "__")
 
 
 def _defaults(declaring: list[tuple[str, Option]]) -> str:
@@ -239,7 +245,7 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, path: Optional[
     params = {p.name: p for p in ctx.command.params if p.name != "config"}
     defaults = {}
     for key, value in values.items():
-        name = key.replace(".", "__")
+        name = _param_name(key)
         if name not in params:
             visible = [n for n, p in params.items() if not getattr(p, "hidden", False)]
             raise UsageError(f"{path}: {key} is no option of {ctx.info_name}{did_you_mean(key, visible)}")

@@ -118,7 +118,7 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
                              vectors) if len(candidates) else np.array([], int)
     order = table.column("row").to_numpy()[candidates[chosen]]
     notes += list(getattr(selector, "notes_", []))
-    if by is None:
+    if by is None and not selector.needs_records:  # a model in the loop chooses by its own measure
         notes.append(f"no ranking column: {settings.strategy} chose by coverage alone (ties in input order)")
     if len(filtered) < requested:
         notes.append(f"selected {len(order)} of the {requested} asked for: "
@@ -217,7 +217,8 @@ def _give_records(selector: Selector, table: pa.Table, candidates: np.ndarray, d
     if missing:
         raise DataError(f"the data file has no record at row {missing[0]} of the scores: is it the file that was scored?")
     selector.records_ = [by_row[int(r)] for r in rows]
-    selector.workdir_ = (Path(cache_dir) / "strategies" / selector.name if cache_dir is not None
+    folder = selector.workdir_name or selector.name
+    selector.workdir_ = (Path(cache_dir) / "strategies" / folder if cache_dir is not None
                          else Path(tempfile.mkdtemp(prefix=f"sftpick-{selector.name}-")))
     selector.workdir_.mkdir(parents=True, exist_ok=True)
 

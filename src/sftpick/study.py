@@ -19,7 +19,7 @@ from .selection import build_selector, select_subset
 from .selectors import SELECTORS
 from .train.api import HeldOutSettings, TrainingRunSettings, WinRateSettings, evaluate
 from .train.arms import BASELINES, file_names
-from .train.finetune import TrainConfig
+from .train.config import TrainConfig
 from .train.harness import HarnessSettings
 from .writers import atomic_write
 

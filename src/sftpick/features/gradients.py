@@ -39,10 +39,10 @@ from torch.func import functional_call, grad, vmap
 from ..models import LoadedLM, model_revision
 from ..perplexity import micro_batches
 from ..train.data import IGNORE, Encoded
+from .settings import DEFAULT_DIM
 from .warmup import AdamState, Checkpoint, load_adam_state
 
 PRECONDITIONING = ("adam", "adam-code", "sgd")
-DEFAULT_DIM = 8192
 BLOCK_ROWS = 1024  # rows of R per seeded block: part of R's definition, do not change
 _PIECE_ROWS = 64  # rows decoded and multiplied at a time on a CPU: they stay in cache
 _SIGNS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.float32) * 2 - 1

@@ -7,7 +7,7 @@ As LESS: the subset is `np.random.RandomState(seed).permutation(N)[:int(N * frac
 (the whole pool, unshuffled, when that is all of it) with seed 42, the seed LESS's script
 really uses (its `--data_seed` never reaches `sample_data_seed`); 4 epochs, lr 2e-5, linear
 schedule with 3% warmup, no weight decay, AdamW (betas 0.9/0.999, eps 1e-8), LoRA rank 128
-(the paper's; `CPU_LORA_RANK` = 8 keeps a CPU run small), batch 32 (the script's effective
+(the paper's; `settings.CPU_LORA_RANK` = 8 keeps a CPU run small), batch 32 (the script's effective
 batch on one GPU), trainer seed 0.
 
 Not as LESS: the LoRA is `train.finetune`'s (alpha 2r, dropout 0.05, every linear layer)
@@ -15,7 +15,10 @@ where LESS uses alpha 4r, dropout 0.1 on the q, k, v, o projections. An epoch's 
 learning rate is the mean of the rates its optimizer steps applied (LESS's README copies
 logged rates, from a schedule of 4 GPUs' steps).
 
-Each checkpoint, `epoch-<k>/`: the LoRA weights (peft's `adapter_model.safetensors`), the
+`save_steps` gives checkpoints after given optimizer steps instead, `step-<k>/`, and stops
+training after the last (TAGCOS's code uses steps 10, 20 and 30 of a 4-epoch warmup).
+
+Each checkpoint, `epoch-<k>/` (or `step-<k>/`): the LoRA weights (peft's `adapter_model.safetensors`), the
 Adam state `optimizer.safetensors` (`exp_avg.<name>`, `exp_avg_sq.<name>`, `step.<name>`),
 keyed by the parameter's name in the peft model, found from the optimizer's parameters by
 identity, never by position (LESS reads states by name from an FSDP checkpoint and fails on
@@ -39,14 +42,12 @@ from transformers import TrainerCallback
 from ..cache import config_hash
 from ..examples import Example
 from ..models import LoadedLM
+from ..train.config import TrainConfig, check_config
 from ..train.data import encode
-from ..train.finetune import TrainConfig, check_config, fine_tune
+from ..train.finetune import fine_tune
 from ..writers import atomic_write
+from .settings import LESS_WARMUP, SUBSET_SEED
 
-LESS_WARMUP = TrainConfig(epochs=4, lr=2e-5, batch_size=32, max_length=2048, seed=0, lora_rank=128,
-                          warmup=0.03, scheduler="linear", weight_decay=0.0)
-CPU_LORA_RANK = 8
-SUBSET_SEED = 42
 MANIFEST = "warmup.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ADAM_KINDS = ("exp_avg", "exp_avg_sq", "step")
@@ -96,18 +97,24 @@ def warmup_subset(n: int, fraction: float = 0.05, seed: int = SUBSET_SEED) -> np
 
 
 def warmup(lm: LoadedLM, examples: list[Example], folder: str | Path, *, config: TrainConfig = LESS_WARMUP,
-           fraction: float = 0.05, subset_seed: int = SUBSET_SEED, progress: bool = False) -> Warmup:
+           fraction: float = 0.05, subset_seed: int = SUBSET_SEED, save_steps: tuple[int, ...] = (),
+           progress: bool = False) -> Warmup:
     """Train LoRA on a copy of `lm.model` over LESS's random `fraction` of `examples`, one
     checkpoint per epoch in `folder`; returns the checkpoints found there when a run with the
-    same settings completed before. Records whose prompt fills `max_length` are left out."""
+    same settings completed before. Records whose prompt fills `max_length` are left out.
+
+    `save_steps` (ascending): checkpoints after these optimizer steps instead, `step-<k>/`,
+    each weighted by the mean learning rate since the one before, and training stops after the
+    last, the schedule still that of the whole run (TAGCOS's code: steps 10, 20 and 30 of a
+    4-epoch warmup, stopped by hand)."""
     check_config(config)
     if not config.lora_rank:
         raise ValueError("config.lora_rank is None; the LESS warmup trains LoRA (rank 128, or 8 on a CPU)")
+    if list(save_steps) != sorted(set(save_steps)) or any(step < 1 for step in save_steps):
+        raise ValueError(f"save_steps={list(save_steps)} should be ascending optimizer steps, each >= 1")
     folder = Path(folder)
-    rows = warmup_subset(len(examples), fraction, subset_seed)
+    rows, run = _describe(lm.name, lm.revision, examples, config, fraction, subset_seed, save_steps)
     chosen = [examples[int(row)] for row in rows]
-    run = {"model": lm.name, "revision": lm.revision, "config": config.to_dict(), "fraction": fraction,
-           "subset_seed": subset_seed, "records": [e.content_hash for e in chosen]}
     fingerprint = config_hash(run)
     done = _completed(folder, fingerprint)
     if done is not None:
@@ -115,16 +122,37 @@ def warmup(lm: LoadedLM, examples: list[Example], folder: str | Path, *, config:
     encoded = [e for e in encode(chosen, lm.tokenizer, config.template, config.max_length)[0] if e is not None]
     if not encoded:
         raise ValueError(f"no record of the warmup subset fits max_length={config.max_length}")
-    saver = _SaveEachEpoch(folder, fingerprint)
+    total = _steps(config, len(encoded))
+    if save_steps and save_steps[-1] > total:
+        raise ValueError(f"save_steps={list(save_steps)} reach past the warmup's {total} optimizer steps "
+                         f"({len(encoded)} records, batch {config.batch_size}, {config.epochs:g} epochs)")
+    saver = _SaveAtSteps(folder, fingerprint, save_steps) if save_steps else _SaveEachEpoch(folder, fingerprint)
     fine_tune(copy.deepcopy(lm.model), lm.tokenizer, encoded, config, progress=progress, label="LESS warmup",
               callbacks=[saver], merge_lora=False)
-    expected = _epochs(config, len(encoded))
+    expected = len(save_steps) if save_steps else _epochs(config, len(encoded))
     assert len(saver.saved) == expected, f"{len(saver.saved)} checkpoints saved, {expected} expected"
     manifest = {"fingerprint": fingerprint, **run, "rows": rows.tolist(), "trained_records": len(encoded),
                 "checkpoints": [{"name": c.path.name, "epoch": c.epoch, "step": c.step, "lr_mean": c.lr_mean}
                                 for c in saver.saved]}
     atomic_write(folder / MANIFEST, json.dumps(manifest, indent=2))
     return Warmup(folder, tuple(saver.saved), tuple(rows.tolist()), trained=True)
+
+
+def warmup_fingerprint(model: str, revision: str, examples: list[Example], *, config: TrainConfig = LESS_WARMUP,
+                       fraction: float = 0.05, subset_seed: int = SUBSET_SEED, save_steps: tuple[int, ...] = ()) -> str:
+    """What `warmup` would train, as a short hash, known without loading the model (`revision`:
+    `models.model_revision(model)`): a caller may name the warmup's folder by it."""
+    return config_hash(_describe(model, revision, examples, config, fraction, subset_seed, save_steps)[1])
+
+
+def _describe(model: str, revision: str, examples: list[Example], config: TrainConfig, fraction: float,
+              subset_seed: int, save_steps: tuple[int, ...] = ()) -> tuple[np.ndarray, dict]:
+    """The subset's pool positions and the settings that make the run (its fingerprint's input;
+    `save_steps` named only when set, so the fingerprints of per-epoch runs stay as they were)."""
+    rows = warmup_subset(len(examples), fraction, subset_seed)
+    return rows, {"model": model, "revision": revision, "config": config.to_dict(), "fraction": fraction,
+                  "subset_seed": subset_seed, "records": [examples[int(row)].content_hash for row in rows],
+                  **({"save_steps": list(save_steps)} if save_steps else {})}
 
 
 def load_warmup(folder: str | Path) -> Warmup:
@@ -165,9 +193,12 @@ def _completed(folder: Path, fingerprint: str) -> Warmup | None:
 
 def _epochs(config: TrainConfig, n_records: int) -> int:
     """The epochs transformers' Trainer runs, the last one possibly cut short by max_steps."""
-    per_epoch = math.ceil(n_records / config.batch_size)
-    total = config.max_steps or math.ceil(config.epochs * per_epoch)
-    return math.ceil(total / per_epoch)
+    return math.ceil(_steps(config, n_records) / math.ceil(n_records / config.batch_size))
+
+
+def _steps(config: TrainConfig, n_records: int) -> int:
+    """The optimizer steps of the whole run."""
+    return config.max_steps or math.ceil(config.epochs * math.ceil(n_records / config.batch_size))
 
 
 class _SaveEachEpoch(TrainerCallback):
@@ -189,6 +220,30 @@ class _SaveEachEpoch(TrainerCallback):
         _save_checkpoint(path, model, _unwrapped(optimizer), info)
         self.saved.append(Checkpoint(path, f"{self.fingerprint}/{path.name}", epoch, info["step"], info["lr_mean"]))
         self.rates = []
+
+
+class _SaveAtSteps(_SaveEachEpoch):
+    """Saves a checkpoint after each of `steps` (ascending) and stops training after the last."""
+
+    def __init__(self, folder: Path, fingerprint: str, steps: tuple[int, ...]):
+        super().__init__(folder, fingerprint)
+        self.steps = steps
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        pass
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if state.global_step not in self.steps:
+            return
+        epoch = math.ceil(state.epoch - 1e-9)
+        info = {"epoch": epoch, "step": state.global_step, "lr_mean": float(np.mean(self.rates)),
+                **_adam_hyperparameters(_unwrapped(optimizer))}
+        path = self.folder / f"step-{state.global_step}"
+        _save_checkpoint(path, model, _unwrapped(optimizer), info)
+        self.saved.append(Checkpoint(path, f"{self.fingerprint}/{path.name}", epoch, info["step"], info["lr_mean"]))
+        self.rates = []
+        if state.global_step == self.steps[-1]:
+            control.should_training_stop = True
 
 
 def _unwrapped(optimizer):

@@ -66,7 +66,7 @@ def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes
                                                 "no embeddings were made in this run (a kNN scorer or a diversity "
                                                 "strategy makes them)."),
         f"<h2>Best and worst by {escape(by)}</h2>", _examples_html(table, texts, by, ascending, shown),
-        "<h2>Manifest</h2>", f'<pre class="manifest">{escape(json.dumps(manifest, indent=2))}</pre>',
+        "<h2>Manifest</h2>", f'<pre class="manifest">{escape(json.dumps(manifest, indent=2, default=str))}</pre>',
     ]
     return page(f"sftpick report: {run_dir.name}", "\n".join(body), run_id=manifest.get("run_id"))
 

@@ -13,8 +13,9 @@ sentence embedder's vectors of the whole record), `needs_ranking` (a `by` column
 selector that needs to embed other records (a k-center seed set) is given `embed_(examples)`,
 vectors in the same space as its embeddings. A strategy that puts a model in the loop
 (`needs_records`) is given, before `select`, `records_` (the candidates' records, in table
-order) and `workdir_` (a folder of its own in the run's cache, where each stage it caches
-survives a killed run; a temporary one when the scores have no cache); `default_scorers` is
+order) and `workdir_` (a folder in the run's cache, `strategies/<workdir_name or name>/`,
+where each stage it caches survives a killed run; a temporary one when the scores have no
+cache; strategies that cache the same features share one by `workdir_name`); `default_scorers` is
 what `run` scores for it when no `--scorers` is given.
 
 A new strategy is one module that registers itself (`@register`) and one import line below.
@@ -40,6 +41,7 @@ class Selector(Component):
     needs_embeddings: ClassVar[bool] = False
     needs_ranking: ClassVar[bool] = False  # topk: it cannot choose by coverage alone
     needs_records: ClassVar[bool] = False  # a model in the loop: it reads the candidates' records
+    workdir_name: ClassVar[str | None] = None  # its folder under the cache's strategies/ (default: its name)
     default_by: ClassVar[str | None] = None
     default_scorers: ClassVar[tuple[str, ...] | None] = None  # what `run` scores when not told (default: ifd)
 
@@ -85,4 +87,5 @@ def make_selector(name: str, **options) -> Selector:
 
 
 from . import topk  # noqa: E402,F401  (modules register themselves)
-from . import clusters, deita, facility, kcenter, lift, pre_experience  # noqa: E402,F401
+from . import (clusters, deita, diverse_evol, facility,  # noqa: E402,F401; noqa: E402,F401  (a model in the loop)
+               kcenter, less, lift, mods, pre_experience, rds, tagcos)

@@ -12,7 +12,7 @@ from ..models import device_option, model_option, trust_remote_code_option
 from ..options import option, option_values, settings_from
 from ..scorers.judge import JudgeConnection
 from .arms import BASELINES, file_names
-from .finetune import TrainConfig, check_config, train_config
+from .config import TrainConfig, check_config, train_config
 from .harness import HarnessPlan, HarnessSettings, check_tasks
 from .winrate import WinRatePlan, load_prompts
 

@@ -22,8 +22,8 @@ from .arms import Arm, Source, build_arms, count_overlap, file_names, find_overl
 from .data import encode
 from .evaluate import EvalSet, eval_losses
 from .finetune import FineTuned, TrainConfig, fine_tune
-from .summary import summarize, write_html
 from .harness import HarnessPlan
+from .summary import summarize, write_html
 from .winrate import WinRatePlan
 
 console = make_console()
