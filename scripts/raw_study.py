@@ -1,0 +1,131 @@
+"""Does selection beat random on a raw pool? (issue 22's study, docs/evaluation-raw.md.)
+
+The earlier study (docs/evaluation.md) drew its pool from Cherry LLM's IFD-selected 5% of
+Alpaca, so it could show little. This one mixes the uncurated sources in ../shared/data
+(GSM8K, GPTeacher Toolformer and Roleplay, as they are, duplicates and odd records included)
+with Alpaca records, seeded; held-out records come from the same mixture (never in the pool,
+by content). Methods: IFD top-k in both variants (Superfiltering's and Cherry LLM's, each
+scored once), k-center, DEITA's diversity walk and LIFT (both ranked by IFD: no reward model
+or strong judge runs here), the longest responses, random (several draws) and the full pool,
+at two budgets; every arm fine-tuned with the same settings (`sftpick eval`). Measures:
+held-out loss, and with --prompts the judged win rate against random on one test set.
+Resumable: every stage is cached (scores, fine-tunes, answers, verdicts).
+
+CPU (what docs/evaluation-raw.md ran):  python scripts/raw_study.py --judge-url URL --judge-model M
+GPU at the papers' scale: python scripts/raw_study.py --per-source 5000 --budgets 5%,10% --device cuda \
+    --epochs 3 --lora-rank 0 --max-length 1024 --seeds 5 --prompts ../shared/data/eval/vicuna_test_set.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import sftpick
+from sftpick.io import read_dataset
+from sftpick.selection import select_subset
+from sftpick.writers import atomic_write
+
+SOURCES = {"gsm8k": "gsm8k-train.json", "toolformer": "gpteacher-toolformer.json",
+           "roleplay": "gpteacher-roleplay.json", "alpaca": "alpaca-cherry-5pct.json"}
+
+
+def build_data(data: Path, out: Path, per_source: int, heldout: int, seed: int) -> dict:
+    """pool.jsonl (each source's records as they are, duplicates included) and heldout.jsonl
+    (records of the same sources whose content is nowhere in the pool)."""
+    rng = np.random.default_rng(seed)
+    pool, held, counts = [], [], {}
+    for name, file in SOURCES.items():
+        examples = read_dataset(data / file).examples
+        order = rng.permutation(len(examples))
+        kept = [examples[i] for i in order[:per_source]]
+        contents = {e.content_hash for e in kept}
+        spare = [examples[i] for i in order[per_source:] if examples[i].content_hash not in contents]
+        held += [e.record for e in spare[: heldout // len(SOURCES)]]
+        pool += [e.record for e in kept]
+        counts[name] = {"pool": len(kept), "distinct": len(contents), "heldout": min(len(spare), heldout // 4)}
+    atomic_write(out / "pool.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                             for r in (pool[i] for i in rng.permutation(len(pool)))))
+    atomic_write(out / "heldout.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in held))
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--work", type=Path, default=Path(".work/raw-study"))
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    parser.add_argument("--per-source", type=int, default=400)
+    parser.add_argument("--heldout", type=int, default=200)
+    parser.add_argument("--budgets", default="5%,15%")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=5, help="random draws")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lora-rank", type=int, default=8, help="0: full fine-tuning")
+    parser.add_argument("--prompts", type=Path, default=None, help="test prompts for the win rate (first budget)")
+    parser.add_argument("--max-prompts", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--judge-url", default=None)
+    parser.add_argument("--judge-model", default=None)
+    args = parser.parse_args()
+    work, times = args.work, {}
+    started = time.perf_counter()
+    counts = build_data(args.data, work / "data", args.per_source, args.heldout, args.seed)
+    pool, heldout = work / "data" / "pool.jsonl", work / "data" / "heldout.jsonl"
+    times["data"] = time.perf_counter() - started
+    common = {"model": args.model, "device": args.device, "progress": False, "max_length": args.max_length}
+    for variant in ("superfiltering", "cherry"):
+        started = time.perf_counter()
+        sftpick.score(pool, work / f"scores-{variant}.parquet", scorers=["ifd", "len"], variant=variant, **common)
+        times[f"score ifd ({variant})"] = time.perf_counter() - started
+    prompts = None
+    if args.prompts:
+        prompts = work / "data" / f"{args.prompts.stem}.jsonl"
+        lines = args.prompts.read_text().splitlines()[: args.max_prompts]
+        atomic_write(prompts, "\n".join(lines) + "\n")
+    config = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
+              "lora_rank": args.lora_rank or None, "seed": args.seed}
+    report = {"settings": {k: str(v) for k, v in vars(args).items()}, "pool": counts, "budgets": {}}
+    for index, budget in enumerate(args.budgets.split(",")):
+        folder = work / f"budget-{budget.replace('%', 'pct')}"
+        methods = {"ifd-superfiltering": ("superfiltering", {"strategy": "topk", "by": "ifd"}),
+                   "ifd-cherry": ("cherry", {"strategy": "topk", "by": "ifd"}),
+                   "kcenter": ("superfiltering", {"strategy": "kcenter"}),
+                   "deita": ("superfiltering", {"strategy": "deita", "by": "ifd"}),
+                   "lift": ("superfiltering", {"strategy": "lift", "by": "ifd"}),
+                   "longest": ("superfiltering", {"strategy": "topk", "by": "len"})}
+        subsets = {}
+        for name, (variant, options) in methods.items():
+            started = time.perf_counter()
+            subsets[name] = folder / "subsets" / name / "selected.jsonl"
+            select_subset(pool, work / f"scores-{variant}.parquet", subsets[name], budget=budget, **options)
+            times[f"{budget} select {name}"] = time.perf_counter() - started
+        judged = prompts is not None and index == 0 and args.judge_url
+        started = time.perf_counter()
+        result = sftpick.evaluate(list(subsets.values()), work / "eval", eval_sets=[heldout],  # one cache: full once
+                                  baselines=["random", "full"], pool=pool, seeds=args.seeds, fixed_seeds=1,
+                                  size=budget, config=config, model=args.model, device=args.device, progress=False,
+                                  **({"prompts": [prompts], "judge_url": args.judge_url,
+                                      "judge_model": args.judge_model, "max_new_tokens": args.max_new_tokens,
+                                      "judge_max_tokens": 8, "concurrency": 2, "judge_timeout": 300.0}
+                                     if judged else {}))
+        times[f"{budget} fine-tune and evaluate"] = time.perf_counter() - started
+        atomic_write(folder / "result.json", json.dumps(result, indent=2))
+        report["budgets"][budget] = {"summary": result["summary"], "base": result["base"],
+                                     "win_rate": result.get("win_rate"),
+                                     "win_rate_settings": result.get("win_rate_settings")}
+    report["times_seconds"] = times
+    atomic_write(args.docs / "evaluation-raw-result.json", json.dumps(report, indent=2, default=str))
+    print(json.dumps(times, indent=2))
+
+
+if __name__ == "__main__":
+    main()
