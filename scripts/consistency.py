@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from studies import save_png
 from sftpick.compare import compare, matched_scores
 
 DATA = Path("/work/shared/data")
-NO_TOOLBAR = {"displayModeBar": False}
 SOURCES = {
     "alpaca": "alpaca-cherry-5pct.json",
     "gsm8k": "gsm8k-train.json",
@@ -121,7 +118,6 @@ def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path,
          labels: tuple[str, str] = ("SmolLM2-135M", "Gemma-3-270M")) -> None:
     """Rank-vs-rank scatter coloured by source, drawn by plotly and saved as PNG by headless Chromium."""
     import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
     from scipy.stats import rankdata
 
     source_of = {json.loads(line)["id"]: json.loads(line)["source"] for line in sample.read_text().splitlines()}
@@ -135,15 +131,8 @@ def plot(weak: pa.Table, strong: pa.Table, sample: Path, png: Path,
                                 marker=dict(size=4, opacity=0.6)) for s in SOURCES])
     fig.update_layout(title=f"IFD rank (quantile), {len(keep)} records: {labels[0]} vs {labels[1]}",
                       xaxis_title=f"{labels[0]} IFD quantile", yaxis_title=f"{labels[1]} IFD quantile",
-                      width=900, height=760, template="plotly_white")
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "plot.html"
-        page.write_text(f"<html><head><script>{get_plotlyjs()}</script></head><body style='margin:0'>"
-                        f"{fig.to_html(full_html=False, include_plotlyjs=False, config=NO_TOOLBAR)}</body></html>")
-        subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                        "--no-first-run", "--hide-scrollbars", f"--user-data-dir={tmp}/profile",
-                        f"--screenshot={png.resolve()}", "--window-size=920,780", page.as_uri()],
-                       check=True, capture_output=True, timeout=120)
+                      template="plotly_white")
+    save_png(fig, png, 920, 780)
 
 
 def main() -> None:

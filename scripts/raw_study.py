@@ -5,7 +5,8 @@ Alpaca, so it could show little. This one mixes the uncurated sources in ../shar
 (GSM8K, GPTeacher Toolformer and Roleplay, as they are, duplicates and odd records included)
 with Alpaca records, seeded; held-out records come from the same mixture (never in the pool,
 by content). Methods: IFD top-k in both variants (Superfiltering's and Cherry LLM's, each
-scored once), k-center, DEITA's diversity walk and LIFT (both ranked by IFD: no reward model
+scored once), Instruction Mining's rule (the paper's coefficients without its reward term:
+no reward model is installed here; lowest estimated loss first), k-center, DEITA's diversity walk and LIFT (both ranked by IFD: no reward model
 or strong judge runs here), the longest responses, random (several draws) and the full pool,
 at two budgets; every arm fine-tuned with the same settings (`sftpick eval`). Measures:
 held-out loss, and with --prompts the judged win rate against random on one test set.
@@ -17,7 +18,6 @@ GPU at the papers' scale: python scripts/raw_study.py --per-source 5000 --budget
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 import sftpick
+from studies import SOURCES, save_png, study_parser, training_config, vs_random_figure
 from sftpick.io import read_dataset
+from sftpick.scorers.rule import DEFAULT_RULE
 from sftpick.selection import select_subset
 from sftpick.writers import atomic_write
-
-SOURCES = {"gsm8k": "gsm8k-train.json", "toolformer": "gpteacher-toolformer.json",
-           "roleplay": "gpteacher-roleplay.json", "alpaca": "alpaca-cherry-5pct.json"}
 
 
 def build_data(data: Path, out: Path, per_source: int, heldout: int, seed: int) -> dict:
@@ -54,24 +53,11 @@ def build_data(data: Path, out: Path, per_source: int, heldout: int, seed: int) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--work", type=Path, default=Path(".work/raw-study"))
-    parser.add_argument("--docs", type=Path, default=Path("docs"))
-    parser.add_argument("--per-source", type=int, default=400)
-    parser.add_argument("--heldout", type=int, default=200)
+    parser = study_parser(__doc__, work=".work/raw-study", per_source=100, heldout=100, seeds=5, max_length=256,
+                          epochs=1.0, lr=1e-4)
     parser.add_argument("--budgets", default="5%,15%")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=5, help="random draws")
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lora-rank", type=int, default=8, help="0: full fine-tuning")
     parser.add_argument("--prompts", type=Path, default=None, help="test prompts for the win rate (first budget)")
-    parser.add_argument("--max-prompts", type=int, default=40)
+    parser.add_argument("--max-prompts", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--judge-url", default=None)
     parser.add_argument("--judge-model", default=None)
@@ -86,18 +72,25 @@ def main() -> None:
         started = time.perf_counter()
         sftpick.score(pool, work / f"scores-{variant}.parquet", scorers=["ifd", "len"], variant=variant, **common)
         times[f"score ifd ({variant})"] = time.perf_counter() - started
+    started = time.perf_counter()  # Instruction Mining's rule without its reward term (no reward model here)
+    rule = {**json.loads(DEFAULT_RULE.read_text()), "name": "instruction-mining-without-reward"}
+    rule["terms"] = [t for t in rule["terms"] if t["column"] != "reward"]
+    atomic_write(work / "rule-without-reward.json", json.dumps(rule, indent=2))
+    sftpick.score(pool, work / "scores-rule.parquet", scorers=["len", "knn_6", "rule"],
+                  rule_file=str(work / "rule-without-reward.json"), device=args.device, progress=False)
+    times["score instruction mining (len, knn_6, rule)"] = time.perf_counter() - started
     prompts = None
     if args.prompts:
         prompts = work / "data" / f"{args.prompts.stem}.jsonl"
         lines = args.prompts.read_text().splitlines()[: args.max_prompts]
         atomic_write(prompts, "\n".join(lines) + "\n")
-    config = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
-              "lora_rank": args.lora_rank or None, "seed": args.seed}
+    config = training_config(args)
     report = {"settings": {k: str(v) for k, v in vars(args).items()}, "pool": counts, "budgets": {}}
     for index, budget in enumerate(args.budgets.split(",")):
         folder = work / f"budget-{budget.replace('%', 'pct')}"
         methods = {"ifd-superfiltering": ("superfiltering", {"strategy": "topk", "by": "ifd"}),
                    "ifd-cherry": ("cherry", {"strategy": "topk", "by": "ifd"}),
+                   "instruction-mining": ("rule", {"strategy": "topk", "by": "rule", "ascending": True}),
                    "kcenter": ("superfiltering", {"strategy": "kcenter"}),
                    "deita": ("superfiltering", {"strategy": "deita", "by": "ifd"}),
                    "lift": ("superfiltering", {"strategy": "lift", "by": "ifd"}),
@@ -119,6 +112,9 @@ def main() -> None:
                                      if judged else {}))
         times[f"{budget} fine-tune and evaluate"] = time.perf_counter() - started
         atomic_write(folder / "result.json", json.dumps(result, indent=2))
+        title = f"Raw pool, budget {budget} of {sum(c['pool'] for c in counts.values())}: held-out loss against random"
+        save_png(vs_random_figure(result["summary"], title), args.docs / f"evaluation-raw-{budget.replace('%', 'pct')}.png",
+                 1000, 480)
         report["budgets"][budget] = {"summary": result["summary"], "base": result["base"],
                                      "win_rate": result.get("win_rate"),
                                      "win_rate_settings": result.get("win_rate_settings")}

@@ -18,7 +18,6 @@ GPU at the papers' scale: python scripts/targeted_study.py --per-source 10000 --
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -26,13 +25,12 @@ from pathlib import Path
 import numpy as np
 
 import sftpick
+from studies import SOURCES, save_png, study_parser, training_config, vs_random_figure
 from sftpick.budget import parse_budget
 from sftpick.io import read_dataset
 from sftpick.selection import select_subset
 from sftpick.writers import atomic_write
 
-SOURCES = {"gsm8k": "gsm8k-train.json", "toolformer": "gpteacher-toolformer.json",
-           "roleplay": "gpteacher-roleplay.json", "alpaca": "alpaca-cherry-5pct.json"}
 TARGETS = ("gsm8k", "roleplay")
 
 
@@ -70,26 +68,13 @@ def source_share(subset: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--work", type=Path, default=Path(".work/targeted"))
-    parser.add_argument("--docs", type=Path, default=Path("docs"))
-    parser.add_argument("--per-source", type=int, default=100)
-    parser.add_argument("--targets", type=int, default=8)
-    parser.add_argument("--heldout", type=int, default=100)
-    parser.add_argument("--budget", default="40")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=3, help="random draws (and their fine-tunes)")
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lora-rank", type=int, default=8)
+    parser = study_parser(__doc__, work=".work/targeted", per_source=60, heldout=40, seeds=3, max_length=192,
+                          epochs=3.0, lr=2e-4)
+    parser.add_argument("--targets", type=int, default=8, help="target examples of each target source")
+    parser.add_argument("--budget", default="24")
     parser.add_argument("--less-dim", type=int, default=1024, help="LESS, TAGCOS: projection dimensions")
     parser.add_argument("--warmup-epochs", type=int, default=2, help="LESS, TAGCOS: warmup epochs (checkpoints)")
-    parser.add_argument("--warmup-fraction", type=float, default=0.1, help="LESS, TAGCOS: warmup share of the pool")
+    parser.add_argument("--warmup-fraction", type=float, default=0.15, help="LESS, TAGCOS: warmup share of the pool")
     parser.add_argument("--warmup-batch-size", type=int, default=8)
     parser.add_argument("--evol-rounds", type=int, default=3, help="DiverseEvol: the budget in this many steps "
                                                                     "(a random start, then rounds)")
@@ -132,8 +117,7 @@ def main() -> None:
             arms[name] = subset
 
     started = time.perf_counter()
-    config = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
-              "lora_rank": args.lora_rank, "seed": args.seed}
+    config = training_config(args)
     result = sftpick.evaluate(list(arms.values()), work / "eval",
                               eval_sets=[work / "data" / f"{t}-heldout.jsonl" for t in TARGETS],
                               baselines=["random"], pool=pool, seeds=args.seeds, fixed_seeds=1,
@@ -144,6 +128,8 @@ def main() -> None:
     report = {"settings": {k: str(v) for k, v in vars(args).items()}, "pool": counts, "times_seconds": times,
               "source_share": shares, "summary": result["summary"], "base": result["base"]}
     atomic_write(args.docs / "targeted-result.json", json.dumps(report, indent=2, default=str))
+    title = f"Targeted selection: {budget} of {sum(counts.values())} records, held-out loss against random"
+    save_png(vs_random_figure(result["summary"], title), args.docs / "targeted.png", 1100, 560)
     print(json.dumps({"times": times, "shares": shares}, indent=2))
 
 

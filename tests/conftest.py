@@ -30,3 +30,15 @@ def ifd_scorer():
     scorer = IFDScorer(device="cpu")
     scorer.setup()
     return scorer
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of per-example gradient and fine-tune tests: their small
+    batches run no faster on two, and two threads slow anything else running beside them."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,12 +28,7 @@ TINY = {"initial": 4, "per_round": 4, "epochs": 1, "max_steps": 2, "max_length":
         "batch_size": 4, "template": "none", "device": "cpu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -29,12 +29,7 @@ WARMUP = TrainConfig(epochs=2, lr=1e-3, batch_size=4, max_length=MAX_LENGTH, lor
                      scheduler="linear", template="none")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

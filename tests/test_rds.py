@@ -27,12 +27,7 @@ MAX_LENGTH = 96
 TASKS = ["write", "explain", "write", "list", "explain", "write"]  # subtasks of the six targets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

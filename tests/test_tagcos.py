@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from cli_errors import one_line_error
 from sklearn.cluster import KMeans
 from typer.testing import CliRunner
@@ -41,12 +40,7 @@ DUPLICATED = (12, 3)  # positions in ROWS copied at the end of the data
 N_RECORDS = len(ROWS) + len(DUPLICATED)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
