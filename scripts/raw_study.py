@@ -6,26 +6,30 @@ Alpaca, so it could show little. This one mixes the uncurated sources in ../shar
 with Alpaca records, seeded; held-out records come from the same mixture (never in the pool,
 by content). Methods: IFD top-k in both variants (Superfiltering's and Cherry LLM's, each
 scored once), Instruction Mining's rule (the paper's coefficients without its reward term:
-no reward model is installed here; lowest estimated loss first), k-center, DEITA's diversity walk and LIFT (both ranked by IFD: no reward model
-or strong judge runs here), the longest responses, random (several draws) and the full pool,
-at two budgets; every arm fine-tuned with the same settings (`sftpick eval`). Measures:
-held-out loss, and with --prompts the judged win rate against random on one test set.
+no reward model is installed here; lowest estimated loss first), k-center, DEITA's
+diversity walk and LIFT (both ranked by IFD: no reward model or strong judge runs here),
+the longest responses, random (several draws) and the full pool, at two budgets; every arm
+fine-tuned with the same settings (`sftpick eval`). Measures: held-out loss, and with
+--prompts the judged win rate against random on one test set.
 Resumable: every stage is cached (scores, fine-tunes, answers, verdicts).
 
-CPU (what docs/evaluation-raw.md ran):  python scripts/raw_study.py --judge-url URL --judge-model M
+CPU (what docs/evaluation-raw.md ran), the judge being SmolLM2-135M-Instruct served on loopback:
+    M=$(cd tests && python -c 'import judge_servers as j; print(j.embedded_model_folder())')
+    OMP_NUM_THREADS=1 python -m transformers.cli.transformers serve $M --host 127.0.0.1 --port 8765 --device cpu &
+    OMP_NUM_THREADS=1 python scripts/raw_study.py --judge-url http://127.0.0.1:8765/v1 --judge-model $M \
+        --prompts ../shared/data/eval/vicuna_test_set.jsonl
 GPU at the papers' scale: python scripts/raw_study.py --per-source 5000 --budgets 5%,10% --device cuda \
     --epochs 3 --lora-rank 0 --max-length 1024 --seeds 5 --prompts ../shared/data/eval/vicuna_test_set.jsonl
 """
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 import sftpick
-from studies import SOURCES, save_png, study_parser, training_config, vs_random_figure
+from studies import SOURCES, StageClock, save_png, study_parser, training_config, vs_random_figure
 from sftpick.io import read_dataset
 from sftpick.scorers.rule import DEFAULT_RULE
 from sftpick.selection import select_subset
@@ -62,23 +66,22 @@ def main() -> None:
     parser.add_argument("--judge-url", default=None)
     parser.add_argument("--judge-model", default=None)
     args = parser.parse_args()
-    work, times = args.work, {}
-    started = time.perf_counter()
-    counts = build_data(args.data, work / "data", args.per_source, args.heldout, args.seed)
+    work = args.work
+    clock = StageClock(work, args)
+    with clock("data"):
+        counts = build_data(args.data, work / "data", args.per_source, args.heldout, args.seed)
     pool, heldout = work / "data" / "pool.jsonl", work / "data" / "heldout.jsonl"
-    times["data"] = time.perf_counter() - started
     common = {"model": args.model, "device": args.device, "progress": False, "max_length": args.max_length}
     for variant in ("superfiltering", "cherry"):
-        started = time.perf_counter()
-        sftpick.score(pool, work / f"scores-{variant}.parquet", scorers=["ifd", "len"], variant=variant, **common)
-        times[f"score ifd ({variant})"] = time.perf_counter() - started
-    started = time.perf_counter()  # Instruction Mining's rule without its reward term (no reward model here)
+        with clock(f"score ifd ({variant})"):
+            sftpick.score(pool, work / f"scores-{variant}.parquet", scorers=["ifd", "len"], variant=variant, **common)
+    # Instruction Mining's rule without its reward term (no reward model is installed here)
     rule = {**json.loads(DEFAULT_RULE.read_text()), "name": "instruction-mining-without-reward"}
     rule["terms"] = [t for t in rule["terms"] if t["column"] != "reward"]
     atomic_write(work / "rule-without-reward.json", json.dumps(rule, indent=2))
-    sftpick.score(pool, work / "scores-rule.parquet", scorers=["len", "knn_6", "rule"],
-                  rule_file=str(work / "rule-without-reward.json"), device=args.device, progress=False)
-    times["score instruction mining (len, knn_6, rule)"] = time.perf_counter() - started
+    with clock("score instruction mining (len, knn_6, rule)"):
+        sftpick.score(pool, work / "scores-rule.parquet", scorers=["len", "knn_6", "rule"],
+                      rule_file=str(work / "rule-without-reward.json"), device=args.device, progress=False)
     prompts = None
     if args.prompts:
         prompts = work / "data" / f"{args.prompts.stem}.jsonl"
@@ -97,30 +100,27 @@ def main() -> None:
                    "longest": ("superfiltering", {"strategy": "topk", "by": "len"})}
         subsets = {}
         for name, (variant, options) in methods.items():
-            started = time.perf_counter()
             subsets[name] = folder / "subsets" / name / "selected.jsonl"
-            select_subset(pool, work / f"scores-{variant}.parquet", subsets[name], budget=budget, **options)
-            times[f"{budget} select {name}"] = time.perf_counter() - started
-        judged = prompts is not None and index == 0 and args.judge_url
-        started = time.perf_counter()
-        result = sftpick.evaluate(list(subsets.values()), work / "eval", eval_sets=[heldout],  # one cache: full once
-                                  baselines=["random", "full"], pool=pool, seeds=args.seeds, fixed_seeds=1,
-                                  size=budget, config=config, model=args.model, device=args.device, progress=False,
-                                  **({"prompts": [prompts], "judge_url": args.judge_url,
-                                      "judge_model": args.judge_model, "max_new_tokens": args.max_new_tokens,
-                                      "judge_max_tokens": 8, "concurrency": 2, "judge_timeout": 300.0}
-                                     if judged else {}))
-        times[f"{budget} fine-tune and evaluate"] = time.perf_counter() - started
+            with clock(f"{budget} select {name}"):
+                select_subset(pool, work / f"scores-{variant}.parquet", subsets[name], budget=budget, **options)
+        judge = {"prompts": [prompts], "judge_url": args.judge_url, "judge_model": args.judge_model,
+                 "max_new_tokens": args.max_new_tokens, "judge_max_tokens": 8, "concurrency": 2,
+                 "judge_timeout": 300.0} if prompts is not None and index == 0 and args.judge_url else {}
+        with clock(f"{budget} fine-tune and evaluate"):
+            result = sftpick.evaluate(list(subsets.values()), work / "eval",  # one cache: full trains once
+                                      eval_sets=[heldout], baselines=["random", "full"], pool=pool, seeds=args.seeds,
+                                      fixed_seeds=1, size=budget, config=config, model=args.model, device=args.device,
+                                      progress=False, **judge)
         atomic_write(folder / "result.json", json.dumps(result, indent=2))
         title = f"Raw pool, budget {budget} of {sum(c['pool'] for c in counts.values())}: held-out loss against random"
-        save_png(vs_random_figure(result["summary"], title), args.docs / f"evaluation-raw-{budget.replace('%', 'pct')}.png",
-                 1000, 480)
+        png = args.docs / f"evaluation-raw-{budget.replace('%', 'pct')}.png"
+        save_png(vs_random_figure(result["summary"], title), png, 1000, 480)
         report["budgets"][budget] = {"summary": result["summary"], "base": result["base"],
                                      "win_rate": result.get("win_rate"),
                                      "win_rate_settings": result.get("win_rate_settings")}
-    report["times_seconds"] = times
+    report["times_seconds"] = clock.seconds
     atomic_write(args.docs / "evaluation-raw-result.json", json.dumps(report, indent=2, default=str))
-    print(json.dumps(times, indent=2))
+    print(json.dumps(clock.seconds, indent=2))
 
 
 if __name__ == "__main__":

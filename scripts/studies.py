@@ -4,10 +4,16 @@ kaleido, no network)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import shutil
 import subprocess
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from sftpick.writers import atomic_write
 
 NO_TOOLBAR = {"displayModeBar": False}
 SOURCES = {"gsm8k": "gsm8k-train.json", "toolformer": "gpteacher-toolformer.json",
@@ -40,6 +46,24 @@ def training_config(args: argparse.Namespace) -> dict:
     """The fine-tune every arm gets, as `sftpick.evaluate(config=…)` takes it."""
     return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
             "lora_rank": args.lora_rank or None, "seed": args.seed}
+
+
+class StageClock:
+    """Wall seconds per stage, kept in the work folder per study settings. A rerun reads its
+    stages from the caches in seconds, so for each stage the longest time seen is kept: the
+    time of the run that did the work."""
+
+    def __init__(self, work: Path, args: argparse.Namespace):
+        settings = json.dumps({k: str(v) for k, v in sorted(vars(args).items()) if k != "docs"})
+        self.path = work / f"stage-seconds-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.json"
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        yield
+        self.seconds[stage] = round(max(self.seconds.get(stage, 0.0), time.perf_counter() - started), 1)
+        atomic_write(self.path, json.dumps(self.seconds, indent=2))
 
 
 def save_png(fig, png: Path, width: int, height: int) -> Path:

@@ -19,13 +19,12 @@ GPU at the papers' scale: python scripts/targeted_study.py --per-source 10000 --
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 import sftpick
-from studies import SOURCES, save_png, study_parser, training_config, vs_random_figure
+from studies import SOURCES, StageClock, save_png, study_parser, training_config, vs_random_figure
 from sftpick.budget import parse_budget
 from sftpick.io import read_dataset
 from sftpick.selection import select_subset
@@ -76,22 +75,18 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=2, help="LESS, TAGCOS: warmup epochs (checkpoints)")
     parser.add_argument("--warmup-fraction", type=float, default=0.15, help="LESS, TAGCOS: warmup share of the pool")
     parser.add_argument("--warmup-batch-size", type=int, default=8)
-    parser.add_argument("--evol-rounds", type=int, default=3, help="DiverseEvol: the budget in this many steps "
-                                                                    "(a random start, then rounds)")
+    parser.add_argument("--evol-rounds", type=int, default=3,
+                        help="DiverseEvol: the budget in this many steps (a random start, then rounds)")
     parser.add_argument("--methods", default="ifd,longest,less,rds,tagcos,diverse-evol")
     args = parser.parse_args()
-    work, times = args.work, {}
-    work.mkdir(parents=True, exist_ok=True)
-
-    started = time.perf_counter()
-    counts = build_data(args.data, work / "data", args.per_source, args.targets, args.heldout, args.seed)
+    work = args.work
+    clock = StageClock(work, args)
+    with clock("data"):
+        counts = build_data(args.data, work / "data", args.per_source, args.targets, args.heldout, args.seed)
     pool = work / "data" / "pool.jsonl"
-    times["data"] = time.perf_counter() - started
     common = {"model": args.model, "device": args.device, "progress": False}
-
-    started = time.perf_counter()
-    sftpick.score(pool, work / "scores.parquet", scorers=["ifd", "len"], max_length=args.max_length, **common)
-    times["score ifd,len"] = time.perf_counter() - started
+    with clock("score ifd,len"):
+        sftpick.score(pool, work / "scores.parquet", scorers=["ifd", "len"], max_length=args.max_length, **common)
 
     model = {"model": args.model, "device": args.device, "max_length": args.max_length}
     gradients = {**model, "lora_rank": args.lora_rank, "less_dim": args.less_dim, "warmup_epochs": args.warmup_epochs,
@@ -110,27 +105,22 @@ def main() -> None:
     arms = {}
     for method in args.methods.split(","):
         for name, options in plans[method]:
-            started = time.perf_counter()
-            subset = work / "subsets" / name / "selected.jsonl"
-            select_subset(pool, work / "scores.parquet", subset, budget=budget, **options)
-            times[f"select {name}"] = time.perf_counter() - started
-            arms[name] = subset
-
-    started = time.perf_counter()
-    config = training_config(args)
-    result = sftpick.evaluate(list(arms.values()), work / "eval",
-                              eval_sets=[work / "data" / f"{t}-heldout.jsonl" for t in TARGETS],
-                              baselines=["random"], pool=pool, seeds=args.seeds, fixed_seeds=1,
-                              size=budget, config=config, model=args.model, device=args.device, progress=False)
-    times["fine-tune and evaluate"] = time.perf_counter() - started
+            arms[name] = work / "subsets" / name / "selected.jsonl"
+            with clock(f"select {name}"):
+                select_subset(pool, work / "scores.parquet", arms[name], budget=budget, **options)
+    with clock("fine-tune and evaluate"):
+        result = sftpick.evaluate(list(arms.values()), work / "eval",
+                                  eval_sets=[work / "data" / f"{t}-heldout.jsonl" for t in TARGETS],
+                                  baselines=["random"], pool=pool, seeds=args.seeds, fixed_seeds=1, size=budget,
+                                  config=training_config(args), model=args.model, device=args.device, progress=False)
 
     shares = {name: source_share(path) for name, path in arms.items()}
-    report = {"settings": {k: str(v) for k, v in vars(args).items()}, "pool": counts, "times_seconds": times,
+    report = {"settings": {k: str(v) for k, v in vars(args).items()}, "pool": counts, "times_seconds": clock.seconds,
               "source_share": shares, "summary": result["summary"], "base": result["base"]}
     atomic_write(args.docs / "targeted-result.json", json.dumps(report, indent=2, default=str))
     title = f"Targeted selection: {budget} of {sum(counts.values())} records, held-out loss against random"
     save_png(vs_random_figure(result["summary"], title), args.docs / "targeted.png", 1100, 560)
-    print(json.dumps({"times": times, "shares": shares}, indent=2))
+    print(json.dumps({"seconds": clock.seconds, "shares": shares}, indent=2))
 
 
 if __name__ == "__main__":
