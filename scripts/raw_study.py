@@ -112,9 +112,11 @@ def main() -> None:
                                       fixed_seeds=1, size=budget, config=config, model=args.model, device=args.device,
                                       progress=False, **judge)
         atomic_write(folder / "result.json", json.dumps(result, indent=2))
-        title = f"Raw pool, budget {budget} of {sum(c['pool'] for c in counts.values())}: held-out loss against random"
+        full = next(r["eval"]["heldout"]["vs_random"] for r in result["summary"] if r["name"] == "full")
+        title = (f"Raw pool, {budget} of {sum(c['pool'] for c in counts.values())} records: held-out loss against "
+                 f"random (the full pool, not shown: {full:+.3f})")
         png = args.docs / f"evaluation-raw-{budget.replace('%', 'pct')}.png"
-        save_png(vs_random_figure(result["summary"], title), png, 1000, 480)
+        save_png(vs_random_figure(result["summary"], title, leave_out=("full",)), png, 1000, 480)
         report["budgets"][budget] = {"summary": result["summary"], "base": result["base"],
                                      "win_rate": result.get("win_rate"),
                                      "win_rate_settings": result.get("win_rate_settings")}

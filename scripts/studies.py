@@ -81,14 +81,14 @@ def save_png(fig, png: Path, width: int, height: int) -> Path:
     return png
 
 
-def vs_random_figure(summary: list[dict], title: str):
+def vs_random_figure(summary: list[dict], title: str, leave_out: tuple[str, ...] = ()):
     """Each arm's held-out loss minus random's, with its 95% interval, one panel per eval set
-    (below zero: better than random)."""
+    (below zero: better than random); `leave_out` names arms whose scale would flatten the rest."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     sets = list(summary[0]["eval"])
-    rows = [r for r in summary if not r["eval"][sets[0]]["reference"]]
+    rows = [r for r in summary if not r["eval"][sets[0]]["reference"] and r["name"] not in leave_out]
     fig = make_subplots(rows=1, cols=len(sets), subplot_titles=sets, shared_yaxes=True)
     for col, name in enumerate(sets, start=1):
         cells = [r["eval"][name] for r in rows]

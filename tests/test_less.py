@@ -170,7 +170,9 @@ def test_a_budget_above_the_candidates_with_a_gradient_is_said(files, first):
 
 def test_a_fresh_warmup_and_fresh_features_are_the_same(files, first, tmp_path):
     """Deterministic for the seeds: the warmup trained again in another folder saves the same
-    weights and Adam state, and features computed again equal the cached ones."""
+    weights and Adam state, and features computed again equal the cached ones up to float16
+    storage: the cached ones came from batches of other records, and another batch shape sums
+    fp32 products in another order (measured: at most 2 float16 steps, 1.2e-4)."""
     out, _ = first
     examples = read_dataset(files[0]).examples
     selector = Less(target=files[1], **TINY)
@@ -187,7 +189,9 @@ def test_a_fresh_warmup_and_fresh_features_are_the_same(files, first, tmp_path):
     some = kept[:3]
     fresh = gradients.features([examples[i] for i in some], [encoded[i] for i in some], warm.checkpoints[-1], "adam")
     assert gradients.computed == 3
-    np.testing.assert_array_equal(fresh, cached([examples[i] for i in some], warm.checkpoints[-1], "adam", out))
+    again = cached([examples[i] for i in some], warm.checkpoints[-1], "adam", out)
+    np.testing.assert_allclose(fresh, again, rtol=0, atol=5e-4)
+    assert (np.sum(fresh * again, axis=1) > 0.9999).all()  # unit vectors: the same direction
 
 
 @pytest.fixture
