@@ -7,6 +7,7 @@ file, log line or error message.
 SmolLM2-135M is no judge: under AlpaGasus's prompt it writes prose, which is rejected (no
 parsable score). The tests use a short prompt to which it sometimes answers with a number,
 so both the score and the reject path run on real replies."""
+import dataclasses
 import json
 import os
 import re
@@ -71,8 +72,7 @@ def test_the_alpagasus_prompt_is_the_authors(real_dataset):
 
 
 def test_record_text_with_braces_is_not_a_placeholder(real_dataset):
-    example = real_dataset.examples[0]
-    example.instruction = "Print {response} and {input}"
+    example = dataclasses.replace(real_dataset.examples[0], instruction="Print {response} and {input}")
     user = load_prompt("alpagasus").messages(example)[-1]["content"]
     assert user.startswith("###Instruction:\nPrint {response} and {input}\n")
 
