@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from judge_servers import FaultProxy, embedded_model_folder, serving, transformers_serve
 from sftpick.cli import app
-from sftpick.train.winrate import load_prompts, outcome, parse_pair, summarize_outcomes
+from sftpick.io.prompts import load_prompts
+from sftpick.train.winrate import outcome, parse_pair, summarize_outcomes
 
 
 @pytest.mark.parametrize("reply, expected", [

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .curation import COLUMNS as CURATION_COLUMNS
 from .examples import FORMATS
 from .options import option
 from .provenance import HASH
 from .scorers.rule import DEFAULT_RULE, load_rule
 from .scoring import score
 
-NOT_INDICATORS = {"row", "id", HASH, "rule"}
+NOT_INDICATORS = {"row", "id", HASH, "rule", *CURATION_COLUMNS}
 
 
 def default_indicators(options: dict) -> list[str]:
@@ -46,6 +47,7 @@ def assess(data: str | Path, *, indicators: list[str] | None = None, rule_file: 
     `options` go to `score` (fmt, and the scorers' options: reward_model, embedder, …)."""
     rule = load_rule(rule_file)
     names = list(dict.fromkeys((indicators or []) + default_indicators(options)))
+    options.setdefault("dedup", "none")  # the dataset as it is, repeats included
     result = score(data, scorers=names, cache_dir=cache_dir, progress=progress, **options)
     columns = {name: result.table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
                for name in result.table.column_names if name not in NOT_INDICATORS}

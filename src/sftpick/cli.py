@@ -315,6 +315,7 @@ def _score(given: dict) -> None:
     else:
         result = score(**given)
     _print_counts(result.counts, result.rejects)
+    _print_curation(result.curation)
     _print_judge(result.timings)
     output = Path(given["output"])
     rejects = given.get("rejects") or rejects_path(output)
@@ -334,6 +335,7 @@ def _run(given: dict) -> None:
 
     scored, selection = run(**given)
     _print_counts(scored.counts, scored.rejects)
+    _print_curation(scored.curation)
     _print_judge(scored.timings)
     _print_selection(selection)
     console.print(f"outputs: {given['output_dir']}/ (scores.parquet, selected{scored.dataset.path.suffix}, "
@@ -478,7 +480,18 @@ def _print_counts(counts: dict, rejects) -> None:
         table.add_row(key, str(counts[key]))
     for reason, n in Counter(r.kind for r in rejects).most_common():
         table.add_row(f"  rejected: {reason}", str(n))
+    for reason, n in counts.get("removed_by_reason", {}).items():
+        table.add_row(f"  removed before selection: {reason}", str(n))
     console.print(table)
+
+
+def _print_curation(curation: dict) -> None:
+    """Duplicates kept on request, and how many records of each test set the pool held."""
+    if curation.get("exact_duplicates_kept"):
+        console.print(f"duplicates kept (--dedup none): {curation['exact_duplicates_kept']} exact duplicates")
+    for path, found in curation.get("tests_found", {}).items():
+        console.print(f"decontaminate: {found['found_in_pool']} of the {found['records']} records of {path} "
+                      "were found in the pool")
 
 
 def _print_judge(timings: dict) -> None:

@@ -72,9 +72,11 @@ def check_columns(conditions: list[Condition], columns: list[str]) -> None:
         raise OptionError(f"filter {', '.join(missing)} names no column of the scores; columns: {', '.join(columns)}")
 
 
-def apply(table: pa.Table, conditions: list[Condition]) -> tuple[np.ndarray, dict[str, int]]:
-    """Positions that pass every condition, and per reason how many it dropped (no input validation)."""
-    keep = np.ones(table.num_rows, dtype=bool)
+def apply(table: pa.Table, conditions: list[Condition],
+          keep: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Positions that pass every condition (among those `keep` holds, default all), and per
+    reason how many it dropped (no input validation)."""
+    keep = np.ones(table.num_rows, dtype=bool) if keep is None else keep.copy()
     dropped = {}
     for condition in conditions:
         fails = keep & ~condition.keeps(table)

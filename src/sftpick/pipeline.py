@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .budget import parse_budget
+from .curation import CurateSettings
+from .curation.stage import check_curation
 from .embeddings import embeddings_path
 from .engines import EngineSettings
 from .filters import check_columns, parse_where
@@ -24,7 +26,7 @@ from .writers import atomic_write, output_lock, write_parquet, write_rejects
 
 
 @dataclass(kw_only=True)
-class RunSettings(InputSettings, ScorerSettings, EngineSettings, SelectSettings):
+class RunSettings(InputSettings, ScorerSettings, CurateSettings, EngineSettings, SelectSettings):
     """`run`'s own settings: input, scorers, engine, selection, and where the outputs go."""
 
     output_dir: Path = option(help="Folder for all outputs.", flags=("-o", "--output-dir"))
@@ -56,7 +58,8 @@ def run(data: str | Path, output_dir: str | Path, budget: int | float | str = "5
         remove_run_temps(out, "", out / "cache")
         vectors_file = embeddings_path(out / "scores.parquet")  # written by kNN, read by the selectors
         scored = score(settings.data, cache_dir=out / "cache", embeddings=vectors_file, run_id=run_id,
-                       **_values(settings, ScorerSettings, InputSettings, EngineSettings), **scorer_options)
+                       **_values(settings, ScorerSettings, InputSettings, CurateSettings, EngineSettings),
+                       **scorer_options)
         (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is visibly incomplete
         write_rejects(scored.rejects, out / "rejects.jsonl")
         selection = select(scored.table, data=scored.dataset, embeddings=vectors_file, cache_dir=out / "cache",
@@ -113,4 +116,5 @@ def _check_before_scoring(settings: RunSettings, scorer_options: dict, strategy_
     pool_count(settings.pool, ranking_column(settings.by, columns, settings.strategy), 1, 1)
     check_columns([parse_where(expression) for expression in settings.where], columns)
     parse_budget(settings.budget, 1)
+    check_curation(settings)
     return built, selector

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .cache import content_digest
+from .cache import column_digests, content_digest
+from .curation import CurateSettings, removal_counts
+from .curation.stage import Curation, check_curation, curate, join_removed, mark_exact, without_rows
 from .embeddings import embeddings_path, save_embeddings
 from .engines import EngineSettings, trait
 from .engines.stream import score_stream
@@ -22,7 +24,7 @@ from .examples import FORMATS
 from .io import Dataset, RejectLog, Source
 from .manifest import manifest_header
 from .options import check_known, component_options, declared, option, option_values, settings_from, split_scoped
-from .provenance import new_run_id, stamp
+from .provenance import HASH, new_run_id, stamp
 from .scorers import SCORERS, Scorer, make_scorer
 from .writers import atomic_write, output_lock, remove_stale_temps, sibling, write_parquet, write_rejects
 
@@ -35,10 +37,14 @@ class ScoreResult:
     scorers: list[dict]
     timings: dict
     engine: dict = field(default_factory=dict)  # engine settings and device, for the manifest
+    curation: dict = field(default_factory=dict)  # what was looked for before scoring, and found
 
     @property
     def counts(self) -> dict:
-        counts = {"input": self.dataset.n_records, "scored": self.table.num_rows, "rejected": len(self.rejects)}
+        """input = scored + rejected; `removed_by_reason`: the scored rows that selection drops
+        first (duplicates, contaminated; those found before scoring have no scores)."""
+        counts = {"input": self.dataset.n_records, "scored": self.table.num_rows, "rejected": len(self.rejects),
+                  "removed_by_reason": removal_counts(self.table)}
         assert counts["input"] == counts["scored"] + counts["rejected"], f"counts do not reconcile: {counts}"
         return counts
 
@@ -63,7 +69,7 @@ class ScorerSettings:
 
 
 @dataclass(kw_only=True)
-class ScoreSettings(InputSettings, ScorerSettings, EngineSettings):
+class ScoreSettings(InputSettings, ScorerSettings, CurateSettings, EngineSettings):
     """`score`'s own settings; the scorers' options travel beside them (`options.split_scoped`)."""
 
     output: Path | None = option(None, "Scores table (.parquet).", flags=("-o", "--output"))
@@ -119,6 +125,7 @@ def score(data: str | Path, output: str | Path | None = None, **options) -> Scor
     """
     settings, options = settings_from(ScoreSettings, {"data": data, "output": output, **options})
     settings.check(device=options.get("device"))
+    check_curation(settings)
     options = engine_options(settings, options)
     settings.scorers = settings.scorers or ["ifd"]
     built = build_scorers(settings.scorers, options)
@@ -178,11 +185,15 @@ def _score(settings: ScoreSettings, built: list[Scorer]) -> ScoreResult:
     for scorer in derived:
         scorer.setup()
         scorer.check_inputs([c for s in built if s not in derived for c in s.columns])
+    device = next((s.device for s in built if hasattr(s, "device")), "auto")
     with settings.make() as engine:
-        scored = score_stream(engine.chunks(source, settings.chunk_size), [s for s in built if s not in derived],
-                              cache_dir=settings.cache_dir, source=str(source.path), progress=settings.progress,
-                              shard_size=settings.shard_size, engine=engine, total=source.estimate())
-        device = next((s.device for s in built if hasattr(s, "device")), None)
+        curation = curate(source, settings, engine, cache_dir=settings.cache_dir, chunk_size=settings.chunk_size,
+                          progress=settings.progress, device=device)
+        chunks = engine.chunks(source, settings.chunk_size)
+        scored = score_stream(without_rows(chunks, curation.rows()) if curation else chunks,
+                              [s for s in built if s not in derived], cache_dir=settings.cache_dir,
+                              source=str(source.path), progress=settings.progress, shard_size=settings.shard_size,
+                              engine=engine, total=source.estimate())
         engine_settings = {**engine.settings(), "device": _device_used(device, engine.settings()),
                            "chunk_size": settings.chunk_size, "shard_size": settings.shard_size}
     table = scored.table
@@ -195,15 +206,29 @@ def _score(settings: ScoreSettings, built: list[Scorer]) -> ScoreResult:
         first = next(iter(scored.rejects))
         raise InvalidRecord(f"{first.file}, row {first.row}: {first.reason} (--strict stops at the first bad record)")
     dataset = source.dataset(None, None)
-    table = stamp(table, dataset, settings.run_id or new_run_id(), scorers=[s.config() for s in built])
-    result = ScoreResult(table, dataset, scored.rejects, [s.config() for s in built], scored.timings,
-                         engine_settings)
-    if settings.output is not None:
-        write_parquet(table, settings.output)
     embeddings = settings.embeddings or (embeddings_path(settings.output) if settings.output is not None else None)
     if embeddings is not None:
         _save_vectors(built, scored.vectors, table, Path(embeddings))
+    table = join_removed(table, curation)
+    table = mark_exact(table) if settings.dedup != "none" else table
+    table = stamp(table, dataset, settings.run_id or new_run_id(), scorers=[s.config() for s in built])
+    result = ScoreResult(table, dataset, scored.rejects, [s.config() for s in built], scored.timings,
+                         engine_settings, curation_record(settings, curation, table))
+    if settings.output is not None:
+        write_parquet(table, settings.output)
     return result
+
+
+def curation_record(settings: CurateSettings, curation: Curation | None, table: pa.Table) -> dict:
+    """The manifest's account of the curation stage: its settings, what it found, its time;
+    with `dedup="none"`, how many exact duplicates were kept."""
+    names = {o.name for o in declared(CurateSettings)}
+    record = {k: v for k, v in option_values(settings).items() if k in names}
+    if curation is not None:
+        record.update(seconds=curation.seconds, steps=curation.timings, tests_found=curation.tests_found)
+    if settings.dedup == "none":
+        record["exact_duplicates_kept"] = int(table.num_rows - len(np.unique(column_digests(table.column(HASH)))))
+    return record
 
 
 def _save_vectors(scorers: list[Scorer], vectors: dict[str, np.ndarray], table: pa.Table, path: Path) -> None:
@@ -241,6 +266,7 @@ def build_manifest(scored: ScoreResult, selection=None, *, seconds: float, outpu
         "counts": {**scored.counts, "rejected_by_reason": dict(reasons.most_common())},
         "scorers": scored.scorers,
         "engine": scored.engine,
+        "curation": scored.curation,
         "timings": {"total_seconds": round(seconds, 3), "scorers": scored.timings},
         "outputs": outputs,
     }

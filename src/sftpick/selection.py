@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .budget import parse_budget
+from .curation import removed_mask
 from .errors import DataError, OptionError, did_you_mean
 from .examples import FORMATS, Example
 from .filters import apply as apply_filters
@@ -71,7 +72,9 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
     none for a diversity strategy on a table without it: coverage alone). Filters come first,
     each a counted drop reason: `where` conditions on any column (`"judge>=4.5"`) and, when
     ranking by `ifd`, ifd >= `max_ifd` (default 1.0: the instruction does not help), or the
-    band `min_ifd` < ifd < `max_ifd`. `pool` (a count or fraction of the scored records)
+    band `min_ifd` < ifd < `max_ifd`. Records the curation stage removed (duplicates,
+    contaminated: the table's `removed` column) are dropped before any filter, each reason
+    counted, and a fractional budget is a fraction of the records left. `pool` (a count or fraction of the scored records)
     keeps only the best-ranked for the strategy to choose from: quality first, then
     diversity. Strategies that need embeddings get the candidates' vectors only: from
     `embeddings` (vectors aligned with the table, or a file; default: beside `scores`), or
@@ -94,8 +97,10 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
     max_ifd = DEFAULT_MAX_IFD if settings.max_ifd is None and by == "ifd" else settings.max_ifd
     conditions = ifd_band(max_ifd, settings.min_ifd) + conditions
     check_columns(conditions, table.column_names)
-    requested = parse_budget(settings.budget, table.num_rows)
-    pool_size = pool_count(settings.pool, by, table.num_rows, requested)
+    removed, dropped_first = removed_mask(table)  # duplicates and contaminated, counted first
+    n_left = table.num_rows - int(removed.sum())
+    requested = parse_budget(settings.budget, n_left)
+    pool_size = pool_count(settings.pool, by, n_left, requested)
     dataset = scan_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
     notes = []
     if dataset is not None and not same_file(table, dataset):
@@ -103,7 +108,8 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
             dataset = read_dataset(dataset.path, dataset.format)
         table, note = align(table, dataset, str(scores) if isinstance(scores, (str, Path)) else "the scores")
         notes += [note] if note else []
-    filtered, dropped = apply_filters(table, conditions)
+    filtered, dropped = apply_filters(table, conditions, keep=~removed)
+    dropped = {**dropped_first, **dropped}
     candidates = filtered
     if pool_size is not None:
         best = TopK(by=by, ascending=settings.ascending).select(table.take(filtered), pool_size)
@@ -122,7 +128,9 @@ def select(scores: pa.Table | str | Path, budget: int | float | str = "5%", **op
         notes.append(f"no ranking column: {settings.strategy} chose by coverage alone (ties in input order)")
     if len(filtered) < requested:
         notes.append(f"selected {len(order)} of the {requested} asked for: "
-                     f"{table.num_rows - len(filtered)} of {table.num_rows} scored records were filtered out")
+                     f"{n_left - len(filtered)} of {n_left} scored records were filtered out"
+                     + (f" ({table.num_rows - n_left} more removed before selection)" if n_left < table.num_rows
+                        else ""))
     params = {"strategy": settings.strategy, "by": by, "ascending": settings.ascending,
               "budget": str(settings.budget), "budget_count": requested, "max_ifd": max_ifd,
               "min_ifd": settings.min_ifd, "where": list(settings.where),

@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .curation import DedupSettings, MatchSettings
 from .errors import OptionError
 from .options import declared, option, option_values, settings_from
 from .pipeline import split_run_options
 from .scoring import score
 from .selection import build_selector, select_subset
 from .selectors import SELECTORS
-from .train.api import HeldOutSettings, TrainingRunSettings, WinRateSettings, evaluate
+from .train.api import HeldOutSettings, TrainingRunSettings, WinRateSettings, evaluate, test_sets
 from .train.arms import BASELINES, file_names
 from .train.config import TrainConfig
 from .train.harness import HarnessSettings
@@ -27,7 +28,7 @@ MEASURES = ("loss", "win_rate")
 
 
 @dataclass(kw_only=True)
-class StudySettings(TrainingRunSettings, WinRateSettings, HarnessSettings, HeldOutSettings):
+class StudySettings(TrainingRunSettings, WinRateSettings, HarnessSettings, HeldOutSettings, DedupSettings):
     """`sftpick study`'s own settings (training settings, scorers' and strategies' options apart)."""
 
     data: Path = option(help="The pool: the records every method selects from (any supported format).",
@@ -54,8 +55,10 @@ def study(data: str | Path, output_dir: str | Path, **options) -> dict:
         build_selector(method["strategy"], _own(strategy_options, method["strategy"]))
     out, costs = Path(settings.output_dir), {}
     started = time.perf_counter()
-    score(settings.data, out / "scores.parquet", scorers=settings.scorers, fmt=settings.fmt,
-          progress=settings.progress, model=settings.model, device=settings.device, **scorer_options)
+    curation = {o.name: getattr(settings, o.name) for cls in (DedupSettings, MatchSettings) for o in declared(cls)}
+    scored = score(settings.data, out / "scores.parquet", scorers=settings.scorers, fmt=settings.fmt,
+                   progress=settings.progress, model=settings.model, device=settings.device,
+                   decontaminate=test_sets(settings, *_targets(strategy_options)), **curation, **scorer_options)
     costs["scoring"] = time.perf_counter() - started
     subsets = {}
     for method in strategies:
@@ -68,6 +71,9 @@ def study(data: str | Path, output_dir: str | Path, **options) -> dict:
                       baselines=[m["name"] for m in methods if not m["strategy"]], size=settings.budget,
                       **_eval_options(settings))
     board = leaderboard(result, subsets, costs, settings.measure)
+    board["pool"] = {"records": scored.counts["input"], "removed_before_selection": scored.counts["removed_by_reason"],
+                     "tests_found": scored.curation.get("tests_found", {}), "dedup": settings.dedup,
+                     "decontaminate": settings.decontaminate}
     atomic_write(out / "leaderboard.json", json.dumps(board, indent=2))
     atomic_write(out / "leaderboard.md", leaderboard_markdown(board))
     config = {"command": "study", **option_values(settings), **TrainConfig(**training).to_dict()}
@@ -93,6 +99,12 @@ def _own(options: dict, strategy: str) -> dict:
     names = {o.name for o in declared(SELECTORS[strategy])}
     return {k: v for k, v in options.items()
             if (k in names) or (k.partition(".")[0] == strategy and k.partition(".")[2] in names)}
+
+
+def _targets(strategy_options: dict) -> list[Path]:
+    """The target files the targeted strategies were given (`target`, or `rds.target`, …)."""
+    return list(dict.fromkeys(Path(v) for k, v in strategy_options.items()
+                              if k.rpartition(".")[2] == "target" and v is not None))
 
 
 def _eval_options(settings: StudySettings) -> dict:
@@ -163,4 +175,16 @@ def leaderboard_markdown(board: dict) -> str:
         lines.append(f"| {r['method']} | {r['records']:,.0f} | {r['response_tokens']:,.0f} | " + " | ".join(cells)
                      + f" | {shown} | {r['selection_seconds']} | {r['training_seconds']} |")
     notes = [f"- {r['method']}: {note}" for r in board["rows"] for note in r["notes"]]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else []) + _pool_lines(board.get("pool"))) + "\n"
+
+
+def _pool_lines(pool: dict | None) -> list[str]:
+    """What was removed from the pool before any method selected (duplicates, test records)."""
+    if not pool:
+        return []
+    removed = ", ".join(f"{n} {reason}" for reason, n in pool["removed_before_selection"].items()) or "nothing"
+    lines = ["", f"Pool: {pool['records']} records; removed before selection: {removed} (--dedup {pool['dedup']}"
+                 + ("" if pool["decontaminate"] else "; --no-decontaminate: test records not looked for") + ")."]
+    lines += [f"- {path}: {found['found_in_pool']} of its {found['records']} records were found in the pool"
+              for path, found in pool["tests_found"].items()]
+    return lines

@@ -178,7 +178,7 @@ class _Run:
                 started = time.perf_counter()
                 parts = [p[VECTOR] for p in self.values[scorer.name] if len(p[VECTOR])]  # a chunk of repeats has none
                 self.vectors[scorer.name] = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
-                self.values[scorer.name] = [self._search(scorer, self.vectors[scorer.name])]
+                self.values[scorer.name] = [self._search(scorer, self.vectors[scorer.name]) if scorer.columns else {}]
                 self.stats[scorer.name]["seconds"] += time.perf_counter() - started
 
     def _search(self, scorer: Scorer, vectors: np.ndarray) -> dict[str, np.ndarray]:

@@ -59,6 +59,7 @@ def _page_for(run_dir: Path, manifest: dict, table: pa.Table, texts: dict, notes
         f"<h1>sftpick report: {escape(run_dir.resolve().name)}</h1>",
         *(f'<p class="note">{escape(n)}</p>' for n in notes),
         "<h2>Records</h2>", _counts_html(manifest, table),
+        *(["<h2>Removed before selection</h2>", _removed_html(manifest, table)] if _removed(table) else []),
         "<h2>Scorers</h2>", _scorers_html(manifest),
         "<h2>Score distributions</h2>", figure_html(distributions(table)),
         "<h2>Selected vs not</h2>", figure_html(scatter_by(table, by)),
@@ -133,6 +134,63 @@ def _counts_html(manifest: dict, table: pa.Table) -> str:
     rows += [("selected", counts["selected"])] if "selected" in counts else []
     cells = "".join(f'<tr><th>{escape(k)}</th><td class="n">{escape(v)}</td></tr>' for k, v in rows)
     return f'<table id="counts">{cells}</table>'
+
+
+def _removed(table: pa.Table) -> bool:
+    return "removed" in table.column_names and table.column("removed").null_count < table.num_rows
+
+
+def _removed_html(manifest: dict, table: pa.Table, per_reason: int = 3) -> str:
+    """A few removed records of each reason, side by side with what they duplicate: the kept
+    twin (from the input) or the matched test record (from the test file)."""
+    from ..curation.stage import test_records
+
+    reasons = table.column("removed").to_pylist()
+    rows = table.column("row").to_numpy()
+    twins, matched = table.column("duplicate_of").to_pylist(), table.column("matched").to_pylist()
+    shown = {}
+    for i, reason in enumerate(reasons):
+        if reason is not None and len(shown.setdefault(reason, [])) < per_reason:
+            shown[reason].append(i)
+    wanted = sorted({int(rows[i]) for ii in shown.values() for i in ii} | {twins[i] for ii in shown.values()
+                                                                            for i in ii if twins[i] is not None})
+    texts = _input_texts(manifest, wanted)
+    tests = {}
+    for value in (matched[i] for ii in shown.values() for i in ii if matched[i] is not None):
+        path = value.rpartition(" row ")[0]
+        if path not in tests:
+            tests[path] = {r: t for _, r, t in test_records([Path(path)])} if Path(path).is_file() else {}
+    parts = []
+    for reason, indices in shown.items():
+        parts.append(f"<h3>{escape(reason)}</h3>")
+        for i in indices:
+            row = int(rows[i])
+            if matched[i] is not None:
+                path, _, test_row = matched[i].rpartition(" row ")
+                other = ("test record " + matched[i], tests.get(path, {}).get(int(test_row)))
+            else:
+                other = (f"kept: row {twins[i]}", _joined(texts.get(twins[i])))
+            parts.append(_side_by_side((f"removed: row {row}", _joined(texts.get(row))), other))
+    return "\n".join(parts)
+
+
+def _input_texts(manifest: dict, rows: list[int]) -> dict[int, tuple[str, str]]:
+    """The texts of input rows, when the input file is the one scored (else none: not shown)."""
+    path = manifest.get("input", {}).get("path")
+    if not rows or not path or not Path(path).is_file() or file_sha256(path) != manifest["input"].get("sha256"):
+        return {}
+    return {row: _texts(e) for row, e in _examples_at(Path(path), manifest["input"].get("format"), rows).items()}
+
+
+def _joined(texts: tuple[str, str] | None) -> str | None:
+    return None if texts is None else "\n\n".join(t for t in texts if t)
+
+
+def _side_by_side(left: tuple[str, str | None], right: tuple[str, str | None]) -> str:
+    cells = "".join(f'<td><div class="meta">{escape(label)}</div>'
+                    + (f"<pre>{escape(cut(text))}</pre>" if text is not None else "<p><i>text not available</i></p>")
+                    + "</td>" for label, text in (left, right))
+    return f'<table class="pair"><tr>{cells}</tr></table>'
 
 
 def collapse_warnings(table: pa.Table, share: float = COLLAPSE_SHARE) -> list[str]:

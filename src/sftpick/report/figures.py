@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from ..embeddings import load_embeddings
 
-NOT_SCORES = {"row", "id", "selected", "rank"}
+NOT_SCORES = {"row", "id", "selected", "rank", "duplicate_of"}
 WEBGL_FROM = 5000  # rows from which the scatter is drawn with WebGL
 MAX_POINTS = 20000  # not-selected points drawn in the scatter (all selected ones are)
 BINS = 40

@@ -16,6 +16,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .card{border:1px solid #ddd;border-radius:6px;padding:.6rem .9rem;margin:.8rem 0}
 .card pre,pre.manifest{white-space:pre-wrap;word-break:break-word;background:#f6f6f6;padding:.5rem;margin:.3rem 0}
 .meta{color:#555;font-size:.9em}
+table.pair{width:100%;table-layout:fixed;margin:.6rem 0}table.pair td{vertical-align:top;width:50%}
+table.pair pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f6;padding:.5rem;margin:.3rem 0}
 """
 
 

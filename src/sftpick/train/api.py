@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..curation import MatchSettings
 from ..errors import OptionError, UnreadableInput
 from ..examples import FORMATS
 from ..models import device_option, model_option, trust_remote_code_option
@@ -14,7 +15,8 @@ from ..scorers.judge import JudgeConnection
 from .arms import BASELINES, file_names
 from .config import TrainConfig, check_config, train_config
 from .harness import HarnessPlan, HarnessSettings, check_tasks
-from .winrate import WinRatePlan, load_prompts
+from ..io.prompts import load_prompts
+from .winrate import WinRatePlan
 
 
 @dataclass(kw_only=True)
@@ -42,7 +44,7 @@ class WinRateSettings(JudgeConnection):
 
 
 @dataclass(kw_only=True)
-class HeldOutSettings:
+class HeldOutSettings(MatchSettings):
     """Where an evaluation writes, what it measures held-out loss on, and how often it repeats."""
 
     output_dir: Path = option(help="Output folder (result.json, result.html, manifest.json, arms/).",
@@ -54,6 +56,9 @@ class HeldOutSettings:
     fixed_seeds: int | None = option(None, "Fine-tunes of the arms whose records do not change with the seed "
                                            "(--train files, longest, full); default: --seeds.", ge=1)
     allow_overlap: bool = option(False, "Evaluate even when eval records are also training records.")
+    decontaminate: bool = option(True, "Drop training and pool records that share long n-grams with a record of "
+                                       "an --eval-set or --prompts file (a study's --target too) before any "
+                                       "fine-tune: evidence from a leaked test set is false evidence.")
     save_models: bool = option(False, "Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")
 
 
@@ -94,7 +99,14 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **
                          size=settings.size, allow_overlap=settings.allow_overlap, progress=settings.progress,
                          save_models=settings.save_models, fmt=settings.fmt, command_config=command,
                          win_rates=_win_rate_plan(settings, config),
-                         harness=HarnessPlan(settings, Path(settings.output_dir)) if settings.tasks else None)
+                         harness=HarnessPlan(settings, Path(settings.output_dir)) if settings.tasks else None,
+                         decontaminate=test_sets(settings), match=settings)
+
+
+def test_sets(settings: HeldOutSettings, *extra: Path) -> list[Path]:
+    """The files whose records must not be trained on: the eval sets, the test prompts and
+    `extra` (a study's targets); none with `decontaminate` off."""
+    return [*settings.eval_sets, *getattr(settings, "prompts", []), *extra] if settings.decontaminate else []
 
 
 def _win_rate_plan(settings: EvalSettings, config: TrainConfig) -> WinRatePlan | None:

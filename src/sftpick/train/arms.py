@@ -36,6 +36,7 @@ class Source:
     examples: list[Example]  # those kept
     encoded: list[Encoded]
     rejects: dict[str, int] = field(default_factory=dict)  # reason -> count
+    contaminated: list[dict] = field(default_factory=list)  # dropped: their row and the test record matched
 
 
 @dataclass

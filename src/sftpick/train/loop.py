@@ -13,6 +13,9 @@ from pathlib import Path
 from ..budget import parse_budget
 from ..cache import config_hash
 from ..console import make_console
+from ..curation import MatchSettings
+from ..curation.stage import test_index
+from ..curation.steps import contaminated
 from ..errors import DataError, OptionError, OverlapError
 from ..io import read_dataset
 from ..manifest import manifest_header
@@ -38,6 +41,25 @@ def load_source(path: str | Path, lm: LoadedLM, config: TrainConfig, fmt: str | 
         raise DataError(f"{path}: none of its {source.n_records} records can be used "
                         f"(rejected: {source.rejects}); a longer --max-length may help")
     return source
+
+
+def drop_contaminated(sources: list[Source], tests: list[Path], match: MatchSettings) -> None:
+    """Remove from each source the records that share long n-grams with a record of `tests`
+    (curation/decontaminate.py), counted in `source.contaminated` and said; an error when a
+    training file has nothing left."""
+    index = test_index(tests, match)
+    for source in sources:
+        found = contaminated(source.examples, index)
+        keep = [i for i, m in enumerate(found) if m is None]
+        source.contaminated = [{"row": e.row, "matched": m} for e, m in zip(source.examples, found) if m is not None]
+        source.examples, source.encoded = [source.examples[i] for i in keep], [source.encoded[i] for i in keep]
+        if source.contaminated:
+            console.print(f"decontaminate: dropped {len(source.contaminated)} records of {source.path} that match "
+                          f"a test record (first: row {source.contaminated[0]['row']}, "
+                          f"{source.contaminated[0]['matched']})", highlight=False)
+        if not source.examples:
+            raise DataError(f"{source.path}: every usable record matches a test record (--no-decontaminate "
+                            "trains on them anyway)")
 
 
 def load_eval_sets(paths: list[str | Path], lm: LoadedLM, config: TrainConfig) -> list[EvalSet]:
@@ -144,12 +166,16 @@ def evaluate_arms(lm: LoadedLM, files: list[str | Path], baselines: list[str], p
                   fixed_seeds: int | None = None, size: int | str | None = None, allow_overlap: bool = False, progress: bool = True,
                   save_models: bool = False, token_budget: int | None = None, fmt: str | None = None,
                   command_config: dict | None = None, win_rates: WinRatePlan | None = None,
-                  harness: HarnessPlan | None = None) -> dict:
+                  harness: HarnessPlan | None = None, decontaminate: list[Path] = (),
+                  match: MatchSettings | None = None) -> dict:
     """Run every arm × seed; return the result (also written to `out/result.json`). Inputs are
     validated by `api.evaluate`; here only what needs the data (sizes, overlap) is checked."""
     token_budget = token_budget or (16384 if lm.device.startswith("cuda") else 1024)
     named = list(zip(file_names([str(f) for f in files]), [load_source(f, lm, config, fmt) for f in files]))
     pool_source = load_source(pool, lm, config, fmt) if pool is not None else None
+    if decontaminate:
+        drop_contaminated([s for _, s in named] + ([pool_source] if pool_source else []), decontaminate,
+                          match or MatchSettings())
     size = _baseline_size(size, named, pool_source, baselines)
     sets = load_eval_sets(eval_paths, lm, config)
     arms = build_arms(named, baselines, pool_source, [config.seed + i for i in range(seeds)], size,
@@ -237,7 +263,8 @@ def file_entry(source, used: int) -> dict:
     """A training file, pool or eval set as a manifest names it: where, which bytes, how many
     records it had and used, and what it rejected."""
     return {"path": str(Path(source.path).resolve()), "sha256": source.sha256,
-            "n_records": source.n_records, "used": used, "rejects": source.rejects}
+            "n_records": source.n_records, "used": used, "rejects": source.rejects,
+            **({"contaminated": source.contaminated} if getattr(source, "contaminated", None) else {})}
 
 
 def _manifest(lm, config, named, pool, sets, baselines, seeds, size, allow_overlap, token_budget) -> dict:

@@ -1,0 +1,285 @@
+"""Near duplicates: MinHash signatures of word n-gram shingles, grouped by LSH banding.
+
+MinHash (Broder, "On the resemblance and containment of documents", 1997): for a random
+permutation of the shingle universe, the probability that two shingle sets have the same
+minimum is their Jaccard similarity, so the fraction of equal values among `num_perm`
+minima estimates it (standard error sqrt(J(1-J)/num_perm)). LSH banding (Leskovec,
+Rajaraman and Ullman, *Mining of Massive Datasets*, ch. 3.4): cut a signature into `bands`
+bands of `rows` values; two records that agree on a whole band are candidates, which
+happens with probability 1 - (1 - J**rows)**bands, an S-curve around the threshold.
+`lsh_params` picks (bands, rows) as datasketch's `MinHashLSH` does (`_optimal_param`).
+
+Implementation follows text-dedup (ChenghaoMou/text-dedup, `minhash.py`) and datasketch
+(ekzhu/datasketch, `MinHash`): permutations h -> ((a*h + b) mod (2**61 - 1)) & (2**32 - 1)
+over 32-bit shingle hashes, with (a, b) drawn from `np.random.RandomState(seed)` in
+datasketch's order, so a datasketch `MinHash(num_perm, seed, hashfunc=<our shingle hash>)`
+holds the same values. Unlike both, which loop over records, the permuted matrix is
+computed for all shingles of a batch at once, in cache-sized blocks, and reduced per record
+with `np.minimum.reduceat`. Clusters are the connected components of "shares a band key"
+(text-dedup's union-find), from sorting each band column (numpy) and scipy's
+`connected_components`.
+
+Defaults of the anchors: data-juicer's `document_minhash_deduplicator` 5-word shingles, 256
+permutations, Jaccard 0.7; DataFlow's MinHash deduplicator 5-grams, 128, 0.9; text-dedup
+5-grams, 256 (250 in its 2024 CLI), 0.7. sftpick: 5-word shingles, 128 permutations, 0.7.
+0.7 because one changed word in a 50-word record changes up to 5 of its 46 shingles
+(Jaccard 41/51 = 0.80): 0.7 finds it, 0.9 misses it. 128 permutations because they halve
+time and band-key memory against 256 for the same measured recall on real records
+(docs/methods/dedup.md, benchmarks/near_dup_quality.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import unicodedata
+from functools import cache
+from itertools import chain, count
+
+import numpy as np
+from scipy.integrate import quad
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+DEFAULT_NGRAM = 5
+DEFAULT_PERMUTATIONS = 128
+DEFAULT_THRESHOLD = 0.7
+
+MAX_HASH = np.uint64(2**32 - 1)  # every signature value is below it; an empty text's are all it
+MERSENNE_PRIME = np.uint64(2**61 - 1)
+EMPTY_KEY = np.uint64(2**64 - 1)  # the band key of an all-MAX_HASH band: matches nothing
+
+_BLOCK = 256  # shingles per block of the permuted matrix: 256 x 128 x 8 bytes stays in L2
+_RECORDS = 8192  # records tokenised at a time, to bound the word lists of a large call
+_SHINGLE_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial step is a bijection
+
+
+def normalise(text: str) -> str:
+    """Lowercase, drop punctuation and symbols, collapse whitespace.
+
+    text-dedup's `normalize` (after cc_net: lowercase, strip Unicode punctuation, symbols and
+    control characters) without its digits-to-0 step: in math records the numbers are the
+    content, and a changed number must stay a (small) difference. Whitespace and control
+    characters that are whitespace separate words; other format and control characters
+    (zero-width space, soft hyphen) are dropped. data-juicer's default ("space" tokens,
+    lowercase) keeps punctuation, so "word," and "word" differ there and not here.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text should be a str, got {type(text).__name__}.")
+    return " ".join(_words(text))
+
+
+def signatures(texts: list[str], *, num_perm: int = DEFAULT_PERMUTATIONS, ngram: int = DEFAULT_NGRAM,
+               seed: int = 1) -> np.ndarray:
+    """MinHash signatures, uint32 [len(texts), num_perm], of the texts' word n-gram shingles.
+
+    Shingles are the `ngram`-word windows of `normalise(text)`; a text of fewer words is one
+    shingle of all its words. A text with no words has no shingles and gets MAX_HASH
+    (2**32 - 1) everywhere, datasketch's empty MinHash, whose band keys are EMPTY_KEY, which
+    `near_duplicates` never links: an empty text is nobody's duplicate.
+
+    Shingle hash: each distinct word of the batch is hashed once (BLAKE2b, 8 bytes, of its
+    UTF-8), the n word hashes of a shingle are combined in numpy as a polynomial mod 2**64
+    and finalised with MurmurHash3's fmix64; its high 32 bits are the value that is permuted.
+    Stable across processes and platforms (Python's `hash` is salted per process).
+    """
+    if not isinstance(texts, list):
+        raise TypeError(f"texts should be a list of str, got {type(texts).__name__}.")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] should be a str, got {type(text).__name__}.")
+    _check_positive(num_perm=num_perm, ngram=ngram)
+    a, b = _permutations(num_perm, seed)
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for start in range(0, len(texts), _RECORDS):
+        batch = texts[start:start + _RECORDS]
+        hashes, counts = _shingle_hashes(batch, ngram)
+        out[start:start + len(batch)] = _min_hash(hashes, counts, a, b)
+    return out
+
+
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows), bands * rows <= num_perm, that minimise the false positive area (the
+    candidate probability integrated over Jaccard [0, threshold]) plus the false negative
+    area (its complement over [threshold, 1]), both weighted 0.5: datasketch's
+    `MinHashLSH._optimal_param` (ekzhu/datasketch, lsh.py), also used by text-dedup and
+    data-juicer."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold={threshold!r} should be in (0, 1).")
+    _check_positive(num_perm=num_perm)
+    return _optimal_param(float(threshold), int(num_perm))
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One uint64 key per band, [n, bands]: a hash of the band's `rows` values, seeded with
+    the band's index so that equal values in different bands give different keys. A band
+    whose values are all MAX_HASH (an empty text's) gets EMPTY_KEY, which no other band gets.
+    Values past bands * rows are not used, as in datasketch."""
+    sigs = np.asarray(sigs)
+    if sigs.ndim != 2 or sigs.dtype != np.uint32:
+        raise ValueError(f"sigs should be a 2-D uint32 array (from signatures), got {sigs.ndim}-D {sigs.dtype}.")
+    _check_positive(bands=bands, rows=rows)
+    if bands * rows > sigs.shape[1]:
+        raise ValueError(f"bands * rows = {bands * rows} should be <= num_perm={sigs.shape[1]}.")
+    values = sigs[:, :bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
+    keys = np.broadcast_to(_fmix64(np.arange(1, bands + 1, dtype=np.uint64)), (len(sigs), bands)).copy()
+    for j in range(0, rows, 2):  # two 32-bit values per 64-bit step
+        word = values[:, :, j] << np.uint64(32)
+        if j + 1 < rows:
+            word |= values[:, :, j + 1]
+        keys = _fmix64(keys ^ word)
+    keys[keys == EMPTY_KEY] -= np.uint64(1)  # keep EMPTY_KEY for empty bands
+    keys[(values == MAX_HASH).all(axis=2)] = EMPTY_KEY
+    return keys
+
+
+def near_duplicates(keys: np.ndarray) -> np.ndarray:
+    """int64 [n]: -1 for a kept record, else the index of its cluster's kept record.
+
+    A cluster is a connected component of "shares a key in some band column" (the union-find
+    of text-dedup and data-juicer); its kept record is its lowest index, the first in file
+    order. Linking is transitive: A and C can share a cluster through B without sharing a
+    band. EMPTY_KEY links nothing, so empty texts stay alone.
+    """
+    keys = np.asarray(keys)
+    if keys.ndim != 2 or keys.dtype not in (np.uint64, np.int64):
+        raise ValueError(f"keys should be a 2-D uint64 array (from band_keys), got {keys.ndim}-D {keys.dtype}.")
+    keys = keys.view(np.uint64)
+    n = len(keys)
+    if n == 0 or keys.shape[1] == 0:
+        return np.full(n, -1, dtype=np.int64)
+    sources, targets = [], []
+    for column in keys.T:
+        order = np.argsort(column, kind="stable")  # equal keys stay in index order
+        ordered = column[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        first = np.repeat(order[starts], np.diff(np.r_[starts, n]))  # the lowest index of each run
+        linked = (order != first) & (ordered != EMPTY_KEY)
+        sources.append(order[linked])
+        targets.append(first[linked])
+    sources, targets = np.concatenate(sources), np.concatenate(targets)
+    graph = coo_matrix((np.ones(len(sources), dtype=np.int8), (sources, targets)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, lowest = np.unique(labels, return_index=True)  # the first index of each component
+    kept = lowest[labels].astype(np.int64)
+    kept[kept == np.arange(n)] = -1
+    return kept
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r} should be a whole number >= 1.")
+
+
+@cache
+def _optimal_param(threshold: float, num_perm: int) -> tuple[int, int]:
+    """No input validation."""
+    best, params = float("inf"), (0, 0)
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            false_positive, _ = quad(lambda s: 1 - (1 - s ** rows) ** bands, 0.0, threshold)
+            false_negative, _ = quad(lambda s: (1 - s ** rows) ** bands, threshold, 1.0)
+            error = 0.5 * false_positive + 0.5 * false_negative
+            if error < best:
+                best, params = error, (bands, rows)
+    return params
+
+
+@cache
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's (a, b): one scalar draw of a, then of b, per permutation."""
+    gen = np.random.RandomState(seed)
+    pairs = [(gen.randint(1, MERSENNE_PRIME, dtype=np.uint64), gen.randint(0, MERSENNE_PRIME, dtype=np.uint64))
+             for _ in range(num_perm)]
+    a, b = np.array(pairs, dtype=np.uint64).reshape(num_perm, 2).T.copy()
+    a.setflags(write=False)
+    b.setflags(write=False)
+    return a, b
+
+
+@cache
+def _dropped_characters() -> dict[int, None]:
+    """str.translate table: Unicode punctuation (P*), symbols (S*), and control/format
+    characters that are not whitespace, mapped to deletion. Built once (~0.3 s)."""
+    dropped = {}
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        category = unicodedata.category(char)
+        if category[0] in "PS" or (category in ("Cc", "Cf") and not char.isspace()):
+            dropped[code] = None
+    return dropped
+
+
+def _words(text: str) -> list[str]:
+    """The words of normalise(text). No input validation."""
+    return text.lower().translate(_dropped_characters()).split()
+
+
+def _shingle_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 32-bit hash (as uint64) of every shingle of every text, concatenated in text
+    order, and each text's number of shingles. No input validation."""
+    words = [_words(text) for text in texts]
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    flat = list(chain.from_iterable(words))
+    # setdefault with a running counter gives each word the position of its first occurrence
+    first_seen: dict[str, int] = {}
+    first = np.fromiter(map(first_seen.setdefault, flat, count()), dtype=np.int64, count=len(flat))
+    by_first = np.zeros(len(flat), dtype=np.uint64)
+    by_first[np.fromiter(first_seen.values(), dtype=np.int64, count=len(first_seen))] = np.frombuffer(
+        b"".join([hashlib.blake2b(word.encode(), digest_size=8).digest() for word in first_seen]), dtype="<u8")
+    word_hashes = by_first[first]
+
+    window = np.minimum(lengths, ngram)  # a short text is one shingle of all its words
+    counts = np.where(lengths > 0, lengths - window + 1, 0)
+    word_starts = np.cumsum(lengths) - lengths
+    shingle_starts = np.cumsum(counts) - counts
+    starts = np.arange(counts.sum()) + np.repeat(word_starts - shingle_starts, counts)
+    hashes = word_hashes[starts]
+    short = np.repeat(window, counts) if (window < ngram).any() else None
+    last = max(len(word_hashes) - 1, 0)
+    for j in range(1, ngram):
+        step = hashes * _SHINGLE_MULTIPLIER + word_hashes[np.minimum(starts + j, last)]
+        hashes = step if short is None else np.where(j < short, step, hashes)
+    return _fmix64(hashes) >> np.uint64(32), counts
+
+
+def _min_hash(hashes: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per record, the minimum over its shingles of each permutation
+    ((a*h + b) mod 2**64 mod (2**61 - 1)) & (2**32 - 1), exactly as datasketch computes it
+    (numpy uint64 arithmetic wraps). No input validation."""
+    out = np.full((len(counts), len(a)), MAX_HASH, dtype=np.uint32)
+    nonempty = np.flatnonzero(counts)
+    starts = (np.cumsum(counts) - counts)[nonempty]  # strictly increasing
+    permuted = np.empty((_BLOCK, len(a)), dtype=np.uint64)
+    spare = np.empty_like(permuted)
+    low = np.empty(permuted.shape, dtype=np.uint32)
+    shift = np.uint64(61)
+    for lo in range(0, len(hashes), _BLOCK):
+        block = hashes[lo:lo + _BLOCK]
+        x, t, y = permuted[:len(block)], spare[:len(block)], low[:len(block)]
+        np.multiply(block[:, None], a, out=x)
+        x += b
+        # x mod p for p = 2**61 - 1: fold the high bits down, then subtract p once if needed
+        np.bitwise_and(x, MERSENNE_PRIME, out=t)
+        x >>= shift
+        x += t  # now < 2**61 + 7
+        np.add(x, np.uint64(1), out=t)
+        t >>= shift  # 1 where x >= p
+        x += t  # x + 1 - 2**61 = x - p in the low 61 bits, which are all that is kept
+        np.copyto(y, x, casting="unsafe")  # the low 32 bits
+        first = np.searchsorted(starts, lo, side="right") - 1
+        last = np.searchsorted(starts, lo + len(block), side="left")
+        offsets = np.maximum(starts[first:last] - lo, 0)
+        rows = nonempty[first:last]
+        out[rows] = np.minimum(out[rows], np.minimum.reduceat(y, offsets, axis=0))
+    return out
+
+
+def _fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser (a bijection on uint64). No input validation."""
+    x = x ^ (x >> np.uint64(33))
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
