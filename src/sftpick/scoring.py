@@ -43,8 +43,9 @@ class ScoreResult:
     def counts(self) -> dict:
         """input = scored + rejected; `removed_by_reason`: the scored rows that selection drops
         first (duplicates, contaminated; those found before scoring have no scores)."""
+        removed = removal_counts(self.table)
         counts = {"input": self.dataset.n_records, "scored": self.table.num_rows, "rejected": len(self.rejects),
-                  "removed_by_reason": removal_counts(self.table)}
+                  **({"removed_by_reason": removed} if removed else {})}
         assert counts["input"] == counts["scored"] + counts["rejected"], f"counts do not reconcile: {counts}"
         return counts
 

@@ -71,7 +71,7 @@ def study(data: str | Path, output_dir: str | Path, **options) -> dict:
                       baselines=[m["name"] for m in methods if not m["strategy"]], size=settings.budget,
                       **_eval_options(settings))
     board = leaderboard(result, subsets, costs, settings.measure)
-    board["pool"] = {"records": scored.counts["input"], "removed_before_selection": scored.counts["removed_by_reason"],
+    board["pool"] = {"records": scored.counts["input"], "removed_before_selection": scored.counts.get("removed_by_reason", {}),
                      "tests_found": scored.curation.get("tests_found", {}), "dedup": settings.dedup,
                      "decontaminate": settings.decontaminate}
     atomic_write(out / "leaderboard.json", json.dumps(board, indent=2))

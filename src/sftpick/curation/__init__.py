@@ -47,8 +47,9 @@ class DedupSettings:
     dedup_permutations: int = option(DEFAULT_PERMUTATIONS, "--dedup near: MinHash permutations (more: finer "
                                                            "estimates, more time and memory).", ge=8,
                                      what="a whole number")
-    semdedup_eps: float = option(DEFAULT_EPS, "--dedup semantic: drop a record whose cosine to a kept one in its "
-                                              "cluster exceeds 1 - eps.", gt=0, lt=1)
+    semdedup_eps: float = option(DEFAULT_EPS, "--dedup semantic: drop a record whose cosine similarity to an "
+                                              "earlier record of its k-means cluster (SemDeDup's order) exceeds "
+                                              "1 - eps.", gt=0, le=1)
     semdedup_clusters: int | None = option(None, "--dedup semantic: k-means clusters (default: grows with the "
                                                  "pool, docs/methods/dedup.md).", ge=1, what="a whole number")
     semdedup_keep: str = option(KEEP[0], "--dedup semantic: which record of a duplicate group is kept (as the "

@@ -9,12 +9,15 @@ appendix C) as EleutherAI's lm-evaluation-harness implements it
 - a pool record is contaminated by a test record when they share at least one 13-gram of such
   words (`DEFAULT_NGRAM`; the harness uses 13 everywhere, GPT-3 used N between 8 and 13 per
   benchmark, the 5th percentile of its examples' lengths: 13 for GSM8K, whose questions are
-  23 words long at the 5th percentile, 42 at the median);
+  23 words long at the 5th percentile of its train split, 42 at the median);
 - a test record shorter than N words has no N-gram, so the harness can never flag it. GPT-3
-  chose N no longer than 95% of a benchmark's examples and never below 8 words, "due to
-  spurious collisions at lower values of N". sftpick follows that floor: a test record of 8 to
-  N-1 words is matched when its whole word sequence occurs in a pool record; one of fewer
-  than 8 words (`MIN_NGRAM`) is not indexed and is never matched (its `n_grams_` is 0).
+  chose N no longer than 95% of a benchmark's examples, and never below 8 words, since shorter
+  N-grams collided spuriously. sftpick keeps that floor: a test record of 8 to N-1 words is
+  matched when its whole word sequence occurs in a pool record; one of fewer than 8 words
+  (`MIN_NGRAM`) is not indexed and is never matched (its `n_grams_` is 0).
+- the janitor's `clean` cuts the colliding n-gram and 200 characters around it out of a long
+  pre-training document (GPT-3's training-set filter); an SFT record is short, so a matched
+  record is dropped whole, as the harness drops a dirty test document.
 
 `min_overlap` adds allenai/open-instruct's overlap ratio (`decontamination/search.py`,
 `--ngram_size` and `--match_threshold`): a pool record matches a test record only when at least
@@ -77,7 +80,8 @@ class NgramIndex:
 
     Make one with `NgramIndex.build`. Fitted state: `hashes_` (sorted uint64 n-gram hashes),
     `owners_` (the test record of each), `n_grams_` (distinct n-grams per test record: 0 for
-    one too short to match), `found_` (test records matched by some pool record so far).
+    one too short to match), `found_` (the test records that `match` has attributed some pool
+    record to so far: `found_.sum()` of `n_tests` were found in the pool).
     """
 
     def __init__(self, *, ngram: int, min_overlap: float, tests: list[tuple[str, int]],
@@ -100,6 +104,7 @@ class NgramIndex:
 
     @property
     def n_tests(self) -> int:
+        """How many test records were indexed (including those too short to match)."""
         return len(self.tests)
 
     @classmethod
@@ -107,15 +112,16 @@ class NgramIndex:
               min_overlap: float = DEFAULT_MIN_OVERLAP) -> NgramIndex:
         """Index `tests`, each (label, row, text): label names its source (e.g. the file),
         row its place there; both come back from `match`."""
-        if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 1:
+        if isinstance(ngram, bool) or not isinstance(ngram, (int, np.integer)) or ngram < 1:
             raise OptionError(f"ngram={ngram!r} should be an integer >= 1 "
                               f"(words per n-gram; the default is {DEFAULT_NGRAM}).")
-        if not isinstance(min_overlap, (int, float)) or not 0.0 <= min_overlap <= 1.0:
+        if (isinstance(min_overlap, bool) or not isinstance(min_overlap, (int, float, np.number))
+                or not 0.0 <= min_overlap <= 1.0):
             raise OptionError(f"min_overlap={min_overlap!r} should be a number in [0, 1] "
                               "(the fraction of a test record's n-grams found in a pool record).")
         for i, test in enumerate(tests):
             if (not isinstance(test, tuple) or len(test) != 3 or not isinstance(test[0], str)
-                    or not isinstance(test[1], int) or not isinstance(test[2], str)):
+                    or not isinstance(test[1], (int, np.integer)) or not isinstance(test[2], str)):
                 raise DataError(f"test record {i} is {test!r:.80}; expected (label: str, "
                                 "row: int, text: str).")
 
@@ -139,8 +145,8 @@ class NgramIndex:
         hashes = np.concatenate(hash_parts) if hash_parts else np.zeros(0, np.uint64)
         hashes, owners = _unique_pairs(hashes, owners)  # sorted by hash, then owner
         n_grams = np.bincount(owners, minlength=len(tests))
-        return cls(ngram=ngram, min_overlap=float(min_overlap),
-                   tests=[(label, row) for label, row, _ in tests],
+        return cls(ngram=int(ngram), min_overlap=float(min_overlap),
+                   tests=[(label, int(row)) for label, row, _ in tests],
                    hashes=hashes, owners=owners, n_grams=n_grams,
                    lengths=sorted(short_lengths | {ngram}))
 

@@ -29,11 +29,9 @@ time and band-key memory against 256 for the same measured recall on real record
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import unicodedata
 from functools import cache
-from itertools import chain, count
 
 import numpy as np
 from scipy.integrate import quad
@@ -48,8 +46,9 @@ MAX_HASH = np.uint64(2**32 - 1)  # every signature value is below it; an empty t
 MERSENNE_PRIME = np.uint64(2**61 - 1)
 EMPTY_KEY = np.uint64(2**64 - 1)  # the band key of an all-MAX_HASH band: matches nothing
 
-_BLOCK = 256  # shingles per block of the permuted matrix: 256 x 128 x 8 bytes stays in L2
+_BLOCK_VALUES = 2**19  # values per block of the permuted matrix (4 MiB as uint64); measured fastest
 _RECORDS = 8192  # records tokenised at a time, to bound the word lists of a large call
+_WORD_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1's 64-bit prime
 _SHINGLE_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial step is a bijection
 
 
@@ -77,10 +76,13 @@ def signatures(texts: list[str], *, num_perm: int = DEFAULT_PERMUTATIONS, ngram:
     (2**32 - 1) everywhere, datasketch's empty MinHash, whose band keys are EMPTY_KEY, which
     `near_duplicates` never links: an empty text is nobody's duplicate.
 
-    Shingle hash: each distinct word of the batch is hashed once (BLAKE2b, 8 bytes, of its
-    UTF-8), the n word hashes of a shingle are combined in numpy as a polynomial mod 2**64
-    and finalised with MurmurHash3's fmix64; its high 32 bits are the value that is permuted.
-    Stable across processes and platforms (Python's `hash` is salted per process).
+    Shingle hash, all in numpy over the batch's UTF-8 bytes: each word is hashed as a
+    polynomial of its bytes mod 2**64, the `ngram` word hashes of a shingle are combined as a
+    polynomial mod 2**64, each finalised with MurmurHash3's fmix64; the high 32 bits of the
+    shingle's are the value that is permuted (32 bits, as datasketch's sha1_hash32). Stable
+    across processes and platforms (Python's `hash` is salted per process), and about twice
+    as fast as a dict of distinct words hashed with hashlib (measured: 45,000 against 25,000
+    records a second for this step).
     """
     if not isinstance(texts, list):
         raise TypeError(f"texts should be a list of str, got {type(texts).__name__}.")
@@ -198,37 +200,55 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @cache
-def _dropped_characters() -> dict[int, None]:
-    """str.translate table: Unicode punctuation (P*), symbols (S*), and control/format
-    characters that are not whitespace, mapped to deletion. Built once (~0.3 s)."""
-    dropped = {}
+def _normalisation_table() -> dict[int, str | None]:
+    """str.translate table: Unicode punctuation (P*), symbols (S*), and control, format and
+    surrogate characters that are not whitespace are deleted; non-ASCII whitespace becomes a
+    space (so that in UTF-8 every separator is a byte <= 32). Built once, in about 0.3 s."""
+    table: dict[int, str | None] = {}
     for code in range(sys.maxunicode + 1):
         char = chr(code)
         category = unicodedata.category(char)
-        if category[0] in "PS" or (category in ("Cc", "Cf") and not char.isspace()):
-            dropped[code] = None
-    return dropped
+        if char.isspace():
+            if code > 127:
+                table[code] = " "
+        elif category[0] in "PS" or category in ("Cc", "Cf", "Cs"):  # Cs: lone surrogates, not encodable
+            table[code] = None
+    return table
 
 
 def _words(text: str) -> list[str]:
     """The words of normalise(text). No input validation."""
-    return text.lower().translate(_dropped_characters()).split()
+    return text.lower().translate(_normalisation_table()).split()
+
+
+def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit hash of every word of every text, concatenated in text order, and each
+    text's number of words. No input validation.
+
+    The normalised texts are joined by NUL (which normalisation deletes) and read as UTF-8
+    bytes: word bytes are those > 32 (multi-byte UTF-8 sequences are all >= 128). A word's
+    hash is fmix64(sum_k byte_k * Q**k + length), k counted from the word's first byte.
+    """
+    table = _normalisation_table()
+    data = np.frombuffer("\0".join([text.lower().translate(table) for text in texts]).encode(), dtype=np.uint8)
+    in_word = data > 32
+    edges = np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    words_per_text = np.bincount(np.searchsorted(np.flatnonzero(data == 0), starts), minlength=len(texts))
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.uint64), words_per_text
+    lengths = ends - starts
+    offsets = np.cumsum(lengths) - lengths  # of each word's first byte among the word bytes
+    position = np.arange(offsets[-1] + lengths[-1]) - np.repeat(offsets, lengths)
+    powers = np.cumprod(np.r_[np.uint64(1), np.full(lengths.max() - 1, _WORD_MULTIPLIER)], dtype=np.uint64)
+    weighted = data[in_word].astype(np.uint64) * powers[position]
+    return _fmix64(np.add.reduceat(weighted, offsets) + lengths.astype(np.uint64)), words_per_text
 
 
 def _shingle_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """The 32-bit hash (as uint64) of every shingle of every text, concatenated in text
     order, and each text's number of shingles. No input validation."""
-    words = [_words(text) for text in texts]
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    flat = list(chain.from_iterable(words))
-    # setdefault with a running counter gives each word the position of its first occurrence
-    first_seen: dict[str, int] = {}
-    first = np.fromiter(map(first_seen.setdefault, flat, count()), dtype=np.int64, count=len(flat))
-    by_first = np.zeros(len(flat), dtype=np.uint64)
-    by_first[np.fromiter(first_seen.values(), dtype=np.int64, count=len(first_seen))] = np.frombuffer(
-        b"".join([hashlib.blake2b(word.encode(), digest_size=8).digest() for word in first_seen]), dtype="<u8")
-    word_hashes = by_first[first]
-
+    word_hashes, lengths = _word_hashes(texts)
     window = np.minimum(lengths, ngram)  # a short text is one shingle of all its words
     counts = np.where(lengths > 0, lengths - window + 1, 0)
     word_starts = np.cumsum(lengths) - lengths
@@ -250,28 +270,30 @@ def _min_hash(hashes: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarr
     out = np.full((len(counts), len(a)), MAX_HASH, dtype=np.uint32)
     nonempty = np.flatnonzero(counts)
     starts = (np.cumsum(counts) - counts)[nonempty]  # strictly increasing
-    permuted = np.empty((_BLOCK, len(a)), dtype=np.uint64)
+    size = max(1, _BLOCK_VALUES // len(a))
+    # permutations x shingles: each permutation's row is contiguous, for the in-place ufuncs and reduceat
+    permuted = np.empty((len(a), size), dtype=np.uint64)
     spare = np.empty_like(permuted)
     low = np.empty(permuted.shape, dtype=np.uint32)
-    shift = np.uint64(61)
-    for lo in range(0, len(hashes), _BLOCK):
-        block = hashes[lo:lo + _BLOCK]
-        x, t, y = permuted[:len(block)], spare[:len(block)], low[:len(block)]
-        np.multiply(block[:, None], a, out=x)
+    a, b, shift, one = a[:, None], b[:, None], np.uint64(61), np.uint64(1)
+    for lo in range(0, len(hashes), size):
+        block = hashes[lo:lo + size]
+        x, t, y = permuted[:, :len(block)], spare[:, :len(block)], low[:, :len(block)]
+        np.multiply(a, block, out=x)
         x += b
         # x mod p for p = 2**61 - 1: fold the high bits down, then subtract p once if needed
         np.bitwise_and(x, MERSENNE_PRIME, out=t)
         x >>= shift
         x += t  # now < 2**61 + 7
-        np.add(x, np.uint64(1), out=t)
+        np.add(x, one, out=t)
         t >>= shift  # 1 where x >= p
-        x += t  # x + 1 - 2**61 = x - p in the low 61 bits, which are all that is kept
+        x += t  # x + 1 - 2**61 = x - p in the low 61 bits, and only the low 32 are kept
         np.copyto(y, x, casting="unsafe")  # the low 32 bits
         first = np.searchsorted(starts, lo, side="right") - 1
         last = np.searchsorted(starts, lo + len(block), side="left")
         offsets = np.maximum(starts[first:last] - lo, 0)
         rows = nonempty[first:last]
-        out[rows] = np.minimum(out[rows], np.minimum.reduceat(y, offsets, axis=0))
+        out[rows] = np.minimum(out[rows], np.minimum.reduceat(y, offsets, axis=1).T)
     return out
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import DataError, OptionError
 
-DEFAULT_EPS = 0.07  # constants.py FINAL_EPS: 0.059-0.07 for the authors' 50% LAION-440M set; cosine > 0.93
+DEFAULT_EPS = 0.07  # the largest eps of constants.py FINAL_EPS (0.059-0.07, each paired with 0.5): cosine > 0.93
 KEEP = ("hard", "easy", "random")  # which record of a group to keep: semdedup.py `which_to_keep`
 RECORDS_PER_CLUSTER = 8_800  # LAION-440M in 50,000 clusters (ncentroids in the authors' configs)
 KMEANS_ITERATIONS = 100  # niter in clustering_configs.yaml
@@ -59,10 +59,12 @@ def semdedup(vectors: np.ndarray, *, eps: float = DEFAULT_EPS, n_clusters: int |
     here; an all-zero row stays zero and matches nothing): int64 [n], -1 for a kept record, else
     the row of its twin, the kept record of its cluster it duplicates (see the module docstring).
 
-    `eps`: drop at cosine similarity > 1 - eps, in (0, 1]. `n_clusters`: k-means clusters
-    (default `DEFAULT_CLUSTERS(n)`; more than n means n). `keep`: one of `KEEP`. `seed`: of
+    `eps`, in (0, 1]: a record is dropped when its cosine similarity to a record before it in
+    its cluster's order exceeds 1 - eps. `n_clusters`: k-means clusters (default
+    `DEFAULT_CLUSTERS(n)`; more than n means n). `keep`: one of `KEEP`, the order. `seed`: of
     k-means and of the `random` order; the same inputs and seed give the same result.
-    Memory: the vectors, a float32 copy, and at most `_BLOCK` similarities at a time.
+    Memory: the vectors, a float32 copy, and one cluster at a time, at most `_BLOCK`
+    similarities (64 MiB, and a boolean mask as large) of it at once.
     """
     if not 0 < eps <= 1:
         raise OptionError(f"eps={eps!r} should be in (0, 1]: records are duplicates at cosine similarity > 1 - eps")

@@ -119,7 +119,8 @@ def curate(source: Source, settings: CurateSettings, engine, *, cache_dir: Path 
     twin_rows = np.where(twin >= 0, rows[np.maximum(twin, 0)], -1)
     result = table.select(["row", "id", "content_hash"]).take(pa.array(removed, type=pa.int64()))
     result = with_columns(result, reason[removed], twin_rows[removed], matched[removed])
-    return Curation(result, tests_found(matched, settings), round(time.perf_counter() - started, 3), seen.timings)
+    index = next((step.index for step in steps if isinstance(step, TestSetMatch)), None)
+    return Curation(result, tests_found(matched, index), round(time.perf_counter() - started, 3), seen.timings)
 
 
 def _first_of_content(table: pa.Table) -> np.ndarray:
@@ -136,14 +137,19 @@ def _duplicates(step: str, vectors: np.ndarray, settings: CurateSettings) -> np.
                     keep=settings.semdedup_keep)
 
 
-def tests_found(matched: np.ndarray, settings: CurateSettings) -> dict[str, dict]:
-    """Per test file: its records, and how many of them a pool record matched."""
+def tests_found(matched: np.ndarray, index: NgramIndex | None) -> dict[str, dict]:
+    """Per test file: its records, how many of them a pool record matched (a pool record names
+    one test record: of identical test records, the first), and how many are too short to be
+    looked for (fewer words than the n-gram floor)."""
+    if index is None:
+        return {}
     hits = {str(m) for m in matched if m is not None}
     found = {}
-    for path in settings.decontaminate:
-        records = len(test_records([path]))
-        found[str(path)] = {"records": records,
-                            "found_in_pool": sum(f"{path} row {row}" in hits for row in range(records))}
+    for (path, row), n_grams in zip(index.tests, index.n_grams_):
+        entry = found.setdefault(path, {"records": 0, "found_in_pool": 0, "too_short_to_check": 0})
+        entry["records"] += 1
+        entry["found_in_pool"] += f"{path} row {row}" in hits
+        entry["too_short_to_check"] += int(n_grams == 0)
     return found
 
 
