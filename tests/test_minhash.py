@@ -1,9 +1,11 @@
 """MinHash LSH near duplicates (sftpick.curation.minhash) on real records: the signature's
-Jaccard estimate against exact Jaccard, agreement with datasketch, planted edited copies found
-with their original as twin, and no unrelated record dropped."""
+and the b-bit sketch's Jaccard estimates against exact Jaccard, agreement with datasketch,
+planted edited copies found with their original as twin, no unrelated record dropped, and with
+sketches, no record of a Toolformer-like family (a long shared block, Jaccard 0.3-0.65)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sftpick.curation.lsh import clusters, near_duplicates
 from sftpick.curation.minhash import (
     DEFAULT_NGRAM,
     DEFAULT_PERMUTATIONS,
@@ -23,9 +26,9 @@ from sftpick.curation.minhash import (
     MAX_HASH,
     band_keys,
     lsh_params,
-    near_duplicates,
     normalise,
     signatures,
+    sketches,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -138,6 +141,47 @@ def test_jaccard_estimate_within_the_minhash_standard_error(texts):
     assert 0.7 < z.var() < 1.3  # 3 sd of a sample variance of ~300 values either side of 1
 
 
+@pytest.mark.parametrize("num_perm", [DEFAULT_PERMUTATIONS, 256])
+def test_sketch_estimate_within_the_b_bit_standard_error(texts, num_perm):
+    """Li and König (2010), Theorem 1 for sets much smaller than the hash range: a sketch byte
+    pair is equal with probability P = 2**-8 + (1 - 2**-8) J, so the share f of equal bytes is
+    binomial(num_perm, P)/num_perm and J = (f - 2**-8) / (1 - 2**-8) has standard error
+    sqrt(P(1-P)/num_perm) / (1 - 2**-8); unrelated pairs (J = 0) now match by chance."""
+    rng = random.Random(2)
+    pairs = [(t, drop_words(t, rng.choice([0.02, 0.05, 0.1, 0.2, 0.4]), rng)) for t in texts]
+    pairs += list(zip(texts[1:60:2], texts[61:120:2]))
+    sketch = sketches(signatures([t for pair in pairs for t in pair], num_perm=num_perm))
+    assert sketch.shape == (2 * len(pairs), num_perm) and sketch.dtype == np.uint8
+    exact = np.array([jaccard(shingle_set(x), shingle_set(y)) for x, y in pairs])
+    f = (sketch[0::2] == sketch[1::2]).mean(axis=1)
+    estimates = (f - 2**-8) / (1 - 2**-8)
+    p = 2**-8 + (1 - 2**-8) * exact
+    sd = np.sqrt(p * (1 - p) / num_perm) / (1 - 2**-8)
+    assert np.all(estimates[exact == 1] == 1)
+    z = (estimates - exact)[exact < 1] / sd[exact < 1]
+    assert np.mean(np.abs(z) > 3) <= 0.02 and np.all(np.abs(z) < 5)
+    assert abs(z.mean()) < 3 / np.sqrt(len(z))  # unbiased
+    assert 0.7 < z.var() < 1.3
+
+
+def test_sketches_are_the_multiplied_top_byte_and_collide_by_chance_at_2_to_the_minus_8(texts):
+    """Different signature values of edited real pairs get equal sketch bytes at the rate
+    2**-8 that the estimator assumes (their lowest bytes did so 1.2-1.4 times as often: 6
+    standard errors above it at 256 permutations)."""
+    sigs = np.array([[0x12345678, 0xFFFFFFFF, 0x100]], dtype=np.uint32)
+    expected = [(v * 0x9E3779B1) % 2**32 >> 24 for v in sigs[0].tolist()]
+    assert sketches(sigs).tolist() == [expected] and sketches(sigs).flags.c_contiguous
+    rng = random.Random(0)
+    pairs = [(t, drop_words(t, rng.choice([0.02, 0.05, 0.1, 0.2, 0.4]), rng)) for t in texts]
+    sigs = signatures([t for pair in pairs for t in pair], num_perm=256)
+    differ = sigs[0::2] != sigs[1::2]
+    equal_bytes = (sketches(sigs)[0::2] == sketches(sigs)[1::2])[differ].sum()
+    chance = differ.sum() * 2**-8
+    assert differ.sum() > 40_000 and abs(equal_bytes - chance) < 3.5 * np.sqrt(chance)
+    with pytest.raises(ValueError, match="signatures should be a 2-D uint32 array"):
+        sketches(sigs.astype(np.uint64))
+
+
 def test_signatures_equal_datasketch_legacy_minhash_of_the_same_shingle_hashes(texts):
     """The same permutations and arithmetic as datasketch's MinHash (its "legacy" scheme, the
     only one before datasketch 2.0, the one text-dedup and data-juicer copy)."""
@@ -182,13 +226,24 @@ def test_signatures_are_deterministic_and_follow_the_seed(texts):
     assert np.mean(first == signatures(texts[:10], seed=2)) < 0.05
 
 
+def test_signatures_do_not_depend_on_batch_and_block_sizes(texts, monkeypatch):
+    """Batches of texts and blocks of the permuted matrix cut records anywhere: same values."""
+    from sftpick.curation import minhash
+
+    sample = texts[:30] + ["", "short one"] + texts[30:40]
+    whole = signatures(sample, num_perm=16)
+    monkeypatch.setattr(minhash, "_BATCH_CHARS", 500)
+    monkeypatch.setattr(minhash, "_BLOCK_VALUES", 16 * 7)
+    assert np.array_equal(signatures(sample, num_perm=16), whole)
+
+
 def test_signatures_are_stable_across_processes():
     """No salted hash: a fresh interpreter with another PYTHONHASHSEED gives the same values,
     and they are pinned (a change would silently invalidate cached band keys)."""
     code = ("from sftpick.curation.minhash import signatures;"
             "print(signatures(['The quick brown fox jumps over the lazy dog.'], num_perm=4)[0].tolist())")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={"PYTHONHASHSEED": "123", "OMP_NUM_THREADS": "1"}).stdout
+                            env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
     here = signatures(["The quick brown fox jumps over the lazy dog."], num_perm=4)[0].tolist()
     assert json.loads(output) == here == [758827161, 1219453778, 421770062, 179524232]
 
@@ -262,10 +317,16 @@ def test_default_lsh_params():
     assert lsh_params(DEFAULT_THRESHOLD, DEFAULT_PERMUTATIONS) == (14, 9)
 
 
-@pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.2])
+@pytest.mark.parametrize("threshold", [0, 1.5, -0.2])
 def test_lsh_params_rejects_a_threshold_outside_0_1(threshold):
-    with pytest.raises(ValueError, match=rf"threshold={threshold} should be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=rf"threshold={threshold} should be in \(0, 1\]"):
         lsh_params(threshold, 128)
+
+
+def test_threshold_1_finds_only_equal_shingle_sets():
+    assert lsh_params(1, 64) == (1, 64)
+    texts = ["one two three four five six", "One, two three four five six!", "one two three four five seven"]
+    assert find(texts, threshold=1).tolist() == [-1, 0, -1]
 
 
 def test_band_keys_shape_and_band_separation():
@@ -297,15 +358,20 @@ def test_band_keys_errors(sigs, bands, rows, match):
 # --- near_duplicates -----------------------------------------------------------------------------
 
 
-def find(texts: list[str], threshold: float = DEFAULT_THRESHOLD, num_perm: int = DEFAULT_PERMUTATIONS) -> np.ndarray:
+def find(texts: list[str], threshold: float = DEFAULT_THRESHOLD, num_perm: int = DEFAULT_PERMUTATIONS,
+         verify: bool = False) -> np.ndarray:
     bands, rows = lsh_params(threshold, num_perm)
-    return near_duplicates(band_keys(signatures(texts, num_perm=num_perm), bands, rows))
+    sigs = signatures(texts, num_perm=num_perm)
+    verification = (sketches(sigs), threshold) if verify else ()
+    return near_duplicates(band_keys(sigs, bands, rows), *verification)
 
 
-def test_planted_copies_are_found_with_the_original_as_twin(texts):
+@pytest.mark.parametrize("verify", [False, True])
+def test_planted_copies_are_found_with_the_original_as_twin(texts, verify):
     """Whitespace and punctuation edits vanish in normalisation (Jaccard 1); one changed word
     or number in a record of 100+ words keeps Jaccard >= 0.85, found with probability > 0.97
-    (1 - (1 - J**9)**14), > 0.999 from J = 0.9 on."""
+    (1 - (1 - J**9)**14), > 0.999 from J = 0.9 on; with sketches, a sketch estimate >= 0.7 is
+    then 4.5 standard errors below the Jaccard."""
     rng = random.Random(0)
     long = [i for i, t in enumerate(texts) if len(t.split()) >= 100]
     assert len(long) >= 40
@@ -317,22 +383,93 @@ def test_planted_copies_are_found_with_the_original_as_twin(texts):
         for edited in edits:
             assert edited != texts[i]
             planted.append((i, edited))
-    found = find(texts + [edited for _, edited in planted])
+    found = find(texts + [edited for _, edited in planted], verify=verify)
     kept = np.where(found >= 0, found, np.arange(len(found)))
     for k, (original, edited) in enumerate(planted):
         assert jaccard(shingle_set(texts[original]), shingle_set(edited)) >= 0.85
         assert found[len(texts) + k] == kept[original], (original, edited)
-    assert np.array_equal(found[:len(texts)], find(texts))  # the copies change nothing before them
+    assert np.array_equal(found[:len(texts)], find(texts, verify=verify))  # the copies change nothing before them
 
 
+@pytest.mark.parametrize("verify", [False, True])
 @pytest.mark.parametrize("threshold", [DEFAULT_THRESHOLD, 0.5])
-def test_no_unrelated_real_record_is_dropped(texts, threshold):
+def test_no_unrelated_real_record_is_dropped(texts, threshold, verify):
     """Without planted copies (the fixture's most similar pair has Jaccard 0.58), a dropped
     record's exact Jaccard to its named twin is >= 0.5 (>= 0.3 at threshold 0.5): no unrelated
     record is dropped."""
-    found = find(texts, threshold)
+    found = find(texts, threshold, verify=verify)
     for i in np.flatnonzero(found >= 0):
         assert jaccard(shingle_set(texts[i]), shingle_set(texts[found[i]])) >= min(0.5, threshold - 0.2)
+
+
+def test_sketches_keep_a_family_sharing_a_long_block(texts):
+    """GPTeacher Toolformer's failure: records that repeat a long tool description and differ
+    in the question have Jaccard 0.3-0.65 to each other; hundreds of such pairs make some LSH
+    candidates, and union-find drops records of the family. With sketches, none is dropped."""
+    tools = json.loads((FIXTURES / "real_alpaca.json").read_text())
+    descriptions = " ".join(r["instruction"] for r in tools if r["instruction"].startswith("toolformer"))
+    block = " ".join(descriptions.split()[:110])
+    family = []
+    for question in [json.loads((FIXTURES / "gsm8k_sample.json").read_text())[i]["instruction"] for i in range(80)]:
+        text = block + "\n" + question
+        if all(jaccard(shingle_set(text), shingle_set(other)) < 0.65 for other in family):
+            family.append(text)
+    pairs = [jaccard(shingle_set(x), shingle_set(y)) for k, x in enumerate(family) for y in family[k + 1:]]
+    assert len(family) >= 50 and np.median(pairs) > 0.5
+    assert (find(family) >= 0).sum() >= 10  # without sketches
+    assert (find(family, verify=True) >= 0).sum() == 0
+
+
+def test_verified_links_name_only_records_they_were_compared_with():
+    """A ~ B by band 0; B heads band 1's group of B, C, D. C ~ B but C is not ~ A (a chain): C
+    is kept. D ~ B and D ~ A: D names A. F shares band 0 with A (not ~) and band 2 with R (~):
+    F links to R, not to the lower A, and R stays kept (union-find joins all six through F).
+    Sketches of 16 bytes: 12 equal bytes verify at 0.7 (estimate 0.749), 11 do not (0.682)."""
+    keys = np.array([[1, 10, 20], [1, 11, 21], [2, 11, 22], [3, 11, 23], [4, 12, 30], [1, 13, 30]],
+                    dtype=np.uint64)
+    sketch = np.zeros((6, 16), dtype=np.uint8)  # A
+    sketch[1, :3] = 1  # B: 13 equal bytes with A
+    sketch[2, :3], sketch[2, 3:6] = 1, 2  # C: 13 with B, 10 with A
+    sketch[3, :2] = 1  # D: 15 with B, 14 with A
+    sketch[4] = 7  # R: 0 with A
+    sketch[5, 2:] = 7  # F: 14 with R, 2 with A
+    assert near_duplicates(keys).tolist() == [-1, 0, 0, 0, 0, 0]
+    assert near_duplicates(keys, sketch, 0.7).tolist() == [-1, 0, -1, 0, -1, 4]
+
+
+def test_near_duplicates_checks_the_verification_arguments():
+    keys = np.zeros((2, 3), dtype=np.uint64)
+    with pytest.raises(ValueError, match="sketches and threshold should be given together.*got sketches alone"):
+        near_duplicates(keys, np.zeros((2, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match="sketches should be a 2-D uint8 array"):
+        near_duplicates(keys, np.zeros((2, 8), dtype=np.uint32), 0.7)
+    with pytest.raises(ValueError, match=r"one row per record of keys \(2\), got 3"):
+        near_duplicates(keys, np.zeros((3, 8), dtype=np.uint8), 0.7)
+    with pytest.raises(ValueError, match=r"threshold=1.2 should be in \(0, 1\]"):
+        near_duplicates(keys, np.zeros((2, 8), dtype=np.uint8), 1.2)
+
+
+def test_clusters_are_connected_components_kept_at_their_lowest_index():
+    sources, targets = np.array([4, 3, 5, 5]), np.array([1, 4, 0, 0])
+    assert clusters(sources, targets, 7).tolist() == [-1, -1, -1, 1, 1, 0, -1]
+    assert clusters(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 3).tolist() == [-1, -1, -1]
+    assert clusters(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 0).tolist() == []
+
+
+@pytest.mark.parametrize("sources, targets, n, match", [
+    (np.array([0]), np.array([3]), 3, r"targets should hold record indices in \[0, n=3\), got 3..3"),
+    (np.array([0.0]), np.array([1]), 3, "sources should be a 1-D integer array, got 1-D float64"),
+    (np.array([0, 1]), np.array([1]), 3, "same length, got 2 and 1"),
+    (np.array([0]), np.array([1]), -1, "n=-1 should be a whole number >= 0"),
+])
+def test_clusters_errors(sources, targets, n, match):
+    with pytest.raises(ValueError, match=match):
+        clusters(sources, targets, n)
+
+
+def test_repeated_links_are_not_lost():
+    """256 repeats of one link once summed to 0 in an int8 adjacency matrix."""
+    assert clusters(np.zeros(256, dtype=np.int64), np.ones(256, dtype=np.int64), 2).tolist() == [-1, 0]
 
 
 def test_near_duplicates_keeps_the_first_in_file_order_and_links_through_a_third():

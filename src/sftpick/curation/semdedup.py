@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 
-import faiss
 import numpy as np
 
 from ..errors import DataError, OptionError
@@ -105,6 +104,8 @@ def _spherical_kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.
     """Cluster label of each row and its inner product with that centroid, as the authors'
     `compute_centroids` makes them (faiss defaults otherwise, so a sample of 256 rows per
     centroid trains it). No input validation."""
+    import faiss  # loaded where k-means runs, not with the CLI
+
     # min_points_per_centroid only silences faiss's warning about few rows per centroid.
     kmeans = faiss.Kmeans(x.shape[1], k, niter=KMEANS_ITERATIONS, seed=seed, spherical=True,
                           min_points_per_centroid=1)

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..cache import column_digests
+from ..provenance import HASH
 from ..embeddings import VECTOR_DTYPES, example_text
 from ..engines.stream import score_stream
 from ..errors import DataError, OptionError
@@ -27,7 +28,7 @@ from ..io.prompts import load_prompts
 from ..models import DEFAULT_EMBEDDER
 from . import COLUMNS, CONTAMINATED, EXACT, NEAR, SEMANTIC, CurateSettings, MatchSettings
 from .decontaminate import NgramIndex
-from .minhash import near_duplicates
+from .lsh import near_duplicates
 from .semdedup import semdedup
 from .steps import MATCHED, MinHashStep, SentenceVectors, TestSetMatch
 
@@ -54,6 +55,9 @@ def check_curation(settings: CurateSettings) -> None:
     for path in settings.decontaminate:
         if not Path(path).is_file():
             raise OptionError(f"decontaminate: {path}: no such file")
+    if settings.dedup_permutations % 8:
+        raise OptionError(f"dedup_permutations={settings.dedup_permutations} should be a multiple of 8 (each "
+                          "record's sketch is stored in 8-byte words)")
 
 
 def test_records(paths: list[Path]) -> list[tuple[str, int, str]]:
@@ -105,11 +109,11 @@ def curate(source: Source, settings: CurateSettings, engine, *, cache_dir: Path 
     reason[np.not_equal(matched, None)] = CONTAMINATED
     first = _first_of_content(table)
     open_ = (first == np.arange(table.num_rows)) & np.equal(reason, None)  # distinct, not yet removed
-    for name, vectors in seen.vectors.items():
+    for step in (s for s in steps if s.name in seen.distinct_vectors):
         candidates = np.flatnonzero(open_)
-        found = _duplicates(name, vectors[candidates], settings)
+        found = _duplicates(step, _rows_of(seen, step.name, candidates), settings, engine)
         dropped = found >= 0
-        reason[candidates[dropped]] = NEAR if name == MinHashStep.name else SEMANTIC
+        reason[candidates[dropped]] = NEAR if isinstance(step, MinHashStep) else SEMANTIC
         twin[candidates[dropped]] = candidates[found[dropped]]
         open_[candidates[dropped]] = False
     copies = first != np.arange(table.num_rows)
@@ -123,16 +127,31 @@ def curate(source: Source, settings: CurateSettings, engine, *, cache_dir: Path 
     return Curation(result, tests_found(matched, index), round(time.perf_counter() - started, 3), seen.timings)
 
 
+def _rows_of(seen, name: str, candidates: np.ndarray) -> np.ndarray:
+    """The step's vectors of the candidates (table positions of distinct records), taken out of
+    `seen` (its memory goes with this call); no copy when every distinct record is one."""
+    vectors = seen.distinct_vectors.pop(name)
+    at = seen.positions[candidates]
+    return vectors if np.array_equal(at, np.arange(len(vectors))) else vectors[at]
+
+
 def _first_of_content(table: pa.Table) -> np.ndarray:
     """For each table position, the position of the first row with the same content."""
-    keys = column_digests(table.column("content_hash"))
+    keys = column_digests(table.column(HASH))
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return first[inverse.ravel()]
 
 
-def _duplicates(step: str, vectors: np.ndarray, settings: CurateSettings) -> np.ndarray:
-    if step == MinHashStep.name:
-        return near_duplicates(vectors)
+def _duplicates(step, vectors: np.ndarray, settings: CurateSettings, engine) -> np.ndarray:
+    """For each record, the index of the kept record it duplicates (-1: kept); near duplicates'
+    band keys are grouped by Ray Data on the ray engine."""
+    if isinstance(step, MinHashStep):
+        keys, sketches = step.split(vectors)
+        if engine.name == "ray":
+            from .minhash_ray import near_duplicates_ray
+
+            return near_duplicates_ray(keys, sketches, settings.dedup_threshold)
+        return near_duplicates(keys, sketches, settings.dedup_threshold)
     return semdedup(vectors, eps=settings.semdedup_eps, n_clusters=settings.semdedup_clusters,
                     keep=settings.semdedup_keep)
 
@@ -153,12 +172,13 @@ def tests_found(matched: np.ndarray, index: NgramIndex | None) -> dict[str, dict
     return found
 
 
-def with_columns(table: pa.Table, reason, twin_rows, matched) -> pa.Table:
-    """`table` with the stage's columns (`COLUMNS`): a twin row of -1 is null."""
+def with_columns(table: pa.Table, reason: np.ndarray, twin_rows: np.ndarray, matched: np.ndarray) -> pa.Table:
+    """`table` with the stage's columns (`COLUMNS`): object arrays (None: null) and twin rows
+    (-1: null)."""
     twin_rows = np.asarray(twin_rows, dtype=np.int64)
-    columns = {"removed": pa.array(list(reason), type=pa.string()),
+    columns = {"removed": pa.array(reason, type=pa.string(), from_pandas=True),
                "duplicate_of": pa.array(twin_rows, mask=twin_rows < 0, type=pa.int64()),
-               "matched": pa.array(list(matched), type=pa.string())}
+               "matched": pa.array(matched, type=pa.string(), from_pandas=True)}
     for name in COLUMNS:
         table = table.append_column(name, columns[name])
     return table
@@ -170,19 +190,18 @@ def mark_exact(table: pa.Table) -> pa.Table:
     n = table.num_rows
     if "removed" in table.column_names:
         reason = table.column("removed").to_numpy(zero_copy_only=False)
-        twin = table.column("duplicate_of").to_numpy(zero_copy_only=False)
-        twin = np.where(np.isnan(twin.astype(float)), -1, twin).astype(np.int64) if n else np.empty(0, np.int64)
+        twin = table.column("duplicate_of").fill_null(-1).to_numpy().copy()  # Arrow buffers are read-only
         matched = table.column("matched").to_numpy(zero_copy_only=False)
         table = table.drop_columns(list(COLUMNS))
     else:
         reason, twin, matched = (np.full(n, None, dtype=object), np.full(n, -1, dtype=np.int64),
                                  np.full(n, None, dtype=object))
     kept = np.flatnonzero(np.equal(reason, None))
-    first = _first_of_content(table.take(pa.array(kept, type=pa.int64())))
+    _, first, inverse = np.unique(column_digests(table.column(HASH))[kept], return_index=True, return_inverse=True)
+    first = first[inverse.ravel()]
     copies = first != np.arange(len(kept))
-    rows = table.column("row").to_numpy()
     reason[kept[copies]] = EXACT
-    twin[kept[copies]] = rows[kept[first[copies]]]
+    twin[kept[copies]] = table.column("row").to_numpy()[kept[first[copies]]]
     return with_columns(table, reason, twin, matched)
 
 

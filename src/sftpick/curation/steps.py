@@ -14,12 +14,14 @@ from ..scorers.knn import KnnScorer
 from . import decontaminate, minhash
 
 MATCHED = "matched"
+HASH_VERSION = 3  # of the shingle hashes and sketches: cached rows made by another version are not reused
 
 
 @dataclass(eq=False)
 class MinHashStep:
-    """Each record's LSH band keys (`minhash.band_keys` of its signature): the near-duplicate
-    test's input, 8 bytes a band."""
+    """Each record's LSH band keys (`minhash.band_keys` of its signature, 8 bytes a band) and
+    its b-bit sketch (`minhash.sketches`, a byte a permutation, which verifies a candidate
+    pair), side by side in one uint64 row: the near-duplicate test's input."""
 
     threshold: float
     ngram: int
@@ -37,7 +39,8 @@ class MinHashStep:
 
     def vector_config(self) -> dict:
         return {"step": "minhash", "ngram": self.ngram, "permutations": self.permutations, "seed": self.seed,
-                "bands": self.bands, "rows": self.rows, "text": "whole, normalised"}
+                "bands": self.bands, "rows": self.rows, "text": "whole, normalised", "hash": HASH_VERSION,
+                "sketch_bits": 8}
 
     def config(self) -> dict:
         return {**self.vector_config(), "threshold": self.threshold}
@@ -45,7 +48,12 @@ class MinHashStep:
     def score(self, batch: list[Example]) -> dict[str, np.ndarray]:
         signatures = minhash.signatures([example_text(e) for e in batch], num_perm=self.permutations,
                                         ngram=self.ngram, seed=self.seed)
-        return {VECTOR: minhash.band_keys(signatures, self.bands, self.rows)}
+        sketches = minhash.sketches(signatures).view(np.uint64)  # permutations: a multiple of 8
+        return {VECTOR: np.concatenate([minhash.band_keys(signatures, self.bands, self.rows), sketches], axis=1)}
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(band keys, sketches) of rows made by `score`."""
+        return rows[:, :self.bands], np.ascontiguousarray(rows[:, self.bands:]).view(np.uint8)
 
     def search(self, vectors: np.ndarray) -> dict:
         return {}  # the grouping needs to know which rows are still in: stage.py does it

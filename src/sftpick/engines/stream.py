@@ -35,7 +35,13 @@ class Scored:
     table: pa.Table  # row, id, content_hash and every scorer's columns, for the records no scorer rejected
     rejects: RejectLog  # the records the reader or a scorer rejected, by row within each chunk, chunks in order
     timings: dict
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # embedding scorer -> a vector per table row
+    distinct_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # embedding scorer -> per distinct example
+    positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # each table row's distinct example
+
+    @property
+    def vectors(self) -> dict[str, np.ndarray]:
+        """Embedding scorer -> a vector per table row (identical records share one; a copy)."""
+        return {name: values[self.positions] for name, values in self.distinct_vectors.items()}
 
 
 def score_examples(examples: list[Example], scorers: list[Scorer], *, cache_dir: Path | None,
@@ -221,9 +227,8 @@ class _Run:
                             "scored_now": self.stats[s.name]["scored_now"],
                             "from_cache": n - self.stats[s.name]["scored_now"],
                             **(getattr(s, "stats_", None) or {})} for s in self.scorers}
-        vectors = {name: values[rows["position"][keep]] for name, values in self.vectors.items()}
         return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), self.rejects, timings,
-                      vectors)
+                      self.vectors, rows["position"][keep])
 
 
 def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
