@@ -22,39 +22,18 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from scale import DATA, _MEASURE, make_input
+from scale import COMMAND, DATA, make_input, measure
 
 SETTINGS = {"none": ["--dedup", "none"], "exact": ["--dedup", "exact"], "near": ["--dedup", "near"],
             "decontaminate": ["--dedup", "exact", "--decontaminate", "{tests}"]}
-COMMAND = ["--scorers", "len,mtld", "--by", "len", "--budget", "5%", "--no-progress"]
 
 
 def make_tests(path: Path, n: int = 1000) -> Path:
     if not path.exists():
         path.write_text(json.dumps(json.loads((DATA / "gsm8k-train.json").read_text())[:n]))
     return path
-
-
-def measure(data: Path, out: Path, setting: list[str]) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "sftpick.cli", "run", str(data), "-o", str(out), *COMMAND, *setting]
-    started = time.perf_counter()
-    lines = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True,
-                           check=True).stdout.split()
-    seconds = time.perf_counter() - started
-    code, peak_kib = int(lines[-2]), int(lines[-1])
-    if code != 0:
-        raise SystemExit(f"sftpick run {data} {' '.join(setting)} exited with {code}")
-    manifest = json.loads((out / "manifest.json").read_text())
-    n = manifest["counts"]["input"]
-    stage = manifest.get("curation", {}).get("seconds")
-    return {"records": n, "seconds": seconds, "peak_mb": peak_kib / 1024, "stage_seconds": stage,
-            "removed": manifest["counts"].get("removed_by_reason", {})}
 
 
 def main() -> None:
@@ -76,7 +55,9 @@ def main() -> None:
     for n in sizes:
         for name in settings:
             setting = [part.format(tests=tests) for part in SETTINGS[name]]
-            r = measure(args.work / f"records-{n}.jsonl", args.work / f"dedup-{n}-{name}", setting)
+            r = measure(args.work / f"records-{n}.jsonl", args.work / f"dedup-{n}-{name}", tuple(setting))
+            r["stage_seconds"] = r["manifest"].get("curation", {}).get("seconds")
+            r["removed"] = r["manifest"]["counts"].get("removed_by_reason", {})
             peaks[n, name] = r["peak_mb"]
             stage = (f"{r['stage_seconds']:>8.1f} {r['records'] / r['stage_seconds']:>12,.0f}" if r["stage_seconds"]
                      else f"{'-':>8} {'-':>12}")

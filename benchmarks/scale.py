@@ -66,20 +66,22 @@ def make_input(path: Path, n: int, seed: int = 0) -> None:
     tmp.rename(path)
 
 
-def measure(data: Path, out: Path) -> dict:
+def measure(data: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+    """`sftpick run DATA -o OUT` with COMMAND and `extra` in a fresh process: its figures and
+    manifest."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "sftpick.cli", "run", str(data), "-o", str(out), *COMMAND]
+    command = [sys.executable, "-m", "sftpick.cli", "run", str(data), "-o", str(out), *COMMAND, *extra]
     started = time.perf_counter()
     lines = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True,
                            check=True).stdout.split()
     seconds = time.perf_counter() - started
     code, peak_kib = int(lines[-2]), int(lines[-1])
     if code != 0:
-        raise SystemExit(f"sftpick run {data} exited with {code}")
+        raise SystemExit(f"sftpick run {data} {' '.join(extra)} exited with {code}")
     manifest = json.loads((out / "manifest.json").read_text())
     n = manifest["counts"]["input"]
     return {"records": n, "seconds": seconds, "records_per_s": n / seconds, "peak_mb": peak_kib / 1024,
-            "selected": manifest["counts"]["selected"]}
+            "selected": manifest["counts"]["selected"], "manifest": manifest}
 
 
 def main() -> None:

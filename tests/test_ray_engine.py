@@ -65,6 +65,23 @@ def test_len_and_mtld_stay_in_the_driver_and_give_the_local_table(cluster, tmp_p
     assert engine["cpus_per_worker"] == 0.5  # two actors on a 2-CPU cluster leave room for Ray Data's tasks
 
 
+def test_curation_on_ray_gives_the_local_removals(cluster, tmp_path, real_records_path):
+    """Near duplicates (band keys grouped by Ray Data) and test-set matches, records read by
+    Ray Data tasks: the same rows removed, naming the same twins and test records."""
+    records = json.loads(real_records_path.read_text())
+    copies = [{**r, "instruction": "  " + r["instruction"].upper() + " !"} for r in records[:5]]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in records + copies + records[:2]))
+    tests = tmp_path / "tests.json"
+    tests.write_text(json.dumps(records[20:22]))
+    options = {"scorers": ["len"], "dedup": "near", "decontaminate": [tests]}
+    local = _table(pool, **options)
+    on_ray = _table(pool, tmp_path / "scores.parquet", engine="ray", workers=2, **options)
+    _assert_same(local[0], on_ray[0])
+    removed = [why for why in on_ray[0]["removed"] if why is not None]
+    assert sorted(set(removed)) == ["contaminated", "exact duplicate", "near duplicate"] and len(removed) == 9
+
+
 def test_ifd_gives_the_local_table(cluster, six_records):
     local = _table(six_records, scorers=["ifd"], device="cpu")
     on_ray = _table(six_records, scorers=["ifd"], engine="ray")

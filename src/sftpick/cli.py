@@ -490,8 +490,9 @@ def _print_curation(curation: dict) -> None:
     if curation.get("exact_duplicates_kept"):
         console.print(f"duplicates kept (--dedup none): {curation['exact_duplicates_kept']} exact duplicates")
     for path, found in curation.get("tests_found", {}).items():
+        short = found.get("too_short_to_check")
         console.print(f"decontaminate: {found['found_in_pool']} of the {found['records']} records of {path} "
-                      "were found in the pool")
+                      "were found in the pool" + (f" ({short} too short to be looked for)" if short else ""))
 
 
 def _print_judge(timings: dict) -> None:

@@ -182,8 +182,7 @@ class _Run:
         for scorer in self.scorers:
             if trait(scorer, "embeds"):
                 started = time.perf_counter()
-                parts = [p[VECTOR] for p in self.values[scorer.name] if len(p[VECTOR])]  # a chunk of repeats has none
-                self.vectors[scorer.name] = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+                self.vectors[scorer.name] = _gathered(self.values[scorer.name])
                 self.values[scorer.name] = [self._search(scorer, self.vectors[scorer.name]) if scorer.columns else {}]
                 self.stats[scorer.name]["seconds"] += time.perf_counter() - started
 
@@ -229,6 +228,22 @@ class _Run:
                             **(getattr(s, "stats_", None) or {})} for s in self.scorers}
         return Scored(pa.table({name: _arrow(values) for name, values in table.items()}), self.rejects, timings,
                       self.vectors, rows["position"][keep])
+
+
+def _gathered(parts: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """The chunks' vectors as one array, each chunk's released as it is copied (memory holds
+    the whole once, not twice); a chunk of repeats has none."""
+    parts = [part for part in parts if len(part[VECTOR])]
+    if not parts:
+        return np.empty((0, 0), np.float32)
+    first = parts[0][VECTOR]
+    out = np.empty((sum(len(part[VECTOR]) for part in parts), *first.shape[1:]), dtype=first.dtype)
+    at = 0
+    for part in parts:
+        vectors = part.pop(VECTOR)
+        out[at: at + len(vectors)] = vectors
+        at += len(vectors)
+    return out
 
 
 def _note_rejects(rejected: dict[int, tuple[str, str]], offset: int, name: str, reasons: np.ndarray) -> None:
