@@ -19,7 +19,7 @@ demo: setup
 
 test: setup
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)  # report browser test
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15   # the 15 slowest tests, so a slow one is seen
 
 bench: setup
 	$(PY) benchmarks/ifd_throughput.py

@@ -54,7 +54,7 @@ def one_at_a_time(model, encoded, state: AdamState | None, dim: int, seed: int) 
 
 
 def batched_gradients(model, encoded, token_budget: int, pad_id: int) -> None:
-    from sftpick.perplexity import micro_batches
+    from sftpick.spans import micro_batches
 
     params = lora_parameters(model)
     for positions in micro_batches(np.array([len(e.ids) for e in encoded]), token_budget):

@@ -124,3 +124,16 @@ def test_a_file_that_does_not_fit_is_one_line_and_exit_2(tmp_path, name, content
     result = sftpick("score", path, "-o", tmp_path / "x.parquet", "--scorers", "mtld", *args, check=False)
     assert result.returncode == 2
     assert one_line_error(result.stderr).startswith(message.format(path=path))
+
+
+def test_the_cli_imports_no_model_or_numeric_library_until_a_command_needs_one():
+    """A fact, not a timing (benchmarks/startup.py times it): `--help`, a usage error, `select`
+    and `report` pay only for what they use."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "sklearn", "scipy", "faiss", "plotly", "sentence_transformers", "ray", "peft",
+             "statsmodels", "pandas")
+    code = f"import sys, sftpick.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []

@@ -19,7 +19,7 @@ import sftpick
 from sftpick.cli import app
 from sftpick.errors import DataError, OptionError, SftpickError
 from sftpick.models import load_causal_lm
-from sftpick.perplexity import micro_batches
+from sftpick.spans import micro_batches
 from sftpick.selectors.rds import RDS, embed_ids, pad_id, token_ids, tulu_conversation
 
 SAMPLE = Path(sftpick.__file__).parent / "data" / "sample_alpaca.jsonl"

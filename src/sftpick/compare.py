@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy import stats
 
 from .errors import DataError, OptionError
 from .provenance import HASH
@@ -72,6 +71,8 @@ def compare(a: pa.Table | str | Path, b: pa.Table | str | Path, *, column: str =
     x, y = matched_scores(a, b, column, key)
     if len(x) < 2:
         raise DataError(f"only {len(x)} row(s) match by {key!r} with a finite {column!r} in both tables; need >= 2")
+    from scipy import stats
+
     rho, rho_p = stats.spearmanr(x, y)
     tau, tau_p = stats.kendalltau(x, y)
     overlap = {f"{f:.0%}": top_overlap(x, y, f, ascending=ascending) for f in fractions}

@@ -68,7 +68,7 @@ def lm_hidden_states(texts: list[str], model: str, *, device: str = "auto", max_
     import torch
 
     from .models import load_causal_lm
-    from .perplexity import micro_batches
+    from .spans import micro_batches
 
     lm = load_causal_lm(model, device=device)
     ids = [row[:max_length] for row in lm.tokenizer(texts)["input_ids"]]

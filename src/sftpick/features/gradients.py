@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from ..models import LoadedLM, model_revision
-from ..perplexity import micro_batches
+from ..spans import micro_batches
 from ..train.data import IGNORE, Encoded
 from .settings import DEFAULT_DIM
 from .warmup import AdamState, Checkpoint, load_adam_state

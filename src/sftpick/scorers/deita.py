@@ -35,7 +35,6 @@ from ..errors import OptionError
 from ..examples import Example
 from ..models import LMScorer, LoadedLM, load_causal_lm, model_option, model_revision, resolve_dtype
 from ..options import option
-from ..perplexity import NextTokenLogits
 from . import REJECT, register
 
 # DEITA's prompts (src/deita/selection/scorer/llama_scorer.py), spaces and all.
@@ -94,6 +93,8 @@ class RatingLM:
         self.max_length = max_length
         tokenizer = self.lm.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        from ..perplexity import NextTokenLogits  # torch: loaded with the model, not with the CLI
+
         self.logits = NextTokenLogits(self.lm.model, pad_id=pad or 0)
         self.token_ids = rating_token_ids(tokenizer, lm.name)
         self.token_budget = token_budget or (16384 if self.lm.device.startswith("cuda") else 1024)

@@ -34,7 +34,7 @@ from ..errors import OptionError
 from ..examples import Example
 from ..models import LMScorer, load_causal_lm, model_option, model_revision, resolve_dtype
 from ..options import option
-from ..perplexity import Span, SpanLoss
+from ..spans import Span
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
 
@@ -76,6 +76,8 @@ class IFDScorer(LMScorer):
         if self.template_ == "chat" and not getattr(tokenizer, "chat_template", None):
             raise OptionError(f"template='chat' needs a chat template, and {self.model!r}'s tokenizer has none")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        from ..perplexity import SpanLoss  # torch: loaded with the model, not with the CLI
+
         self.loss_ = SpanLoss(self.lm_.model, pad_id=pad or 0, packed=self.packing)
         self.token_budget_ = self.token_budget or (16384 if self.lm_.device.startswith("cuda") else 1024)
         self.prefix_ids_ = tokenizer(CHERRY_DIRECT_PREFIX)["input_ids"]

@@ -14,7 +14,7 @@ import numpy as np
 from ..examples import Example
 from ..models import LMScorer, load_causal_lm, model_option, model_revision, resolve_dtype
 from ..options import option
-from ..perplexity import Span, SpanLoss
+from ..spans import Span
 from ..templates import TEMPLATES, render_prompt
 from . import REJECT, register
 
@@ -38,6 +38,8 @@ class InstructionPerplexity(LMScorer):
                                   trust_remote_code=self.trust_remote_code)
         tokenizer = self.lm_.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        from ..perplexity import SpanLoss  # torch: loaded with the model, not with the CLI
+
         self.loss_ = SpanLoss(self.lm_.model, pad_id=pad or 0)
         self.token_budget_ = self.token_budget or (16384 if self.lm_.device.startswith("cuda") else 1024)
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from sklearn.cluster import KMeans
 
 from ..errors import DataError
 from ..options import option
@@ -63,6 +62,8 @@ def kmeans_labels(x: np.ndarray, k: int, *, seed: int = 0, fit_per_cluster: int 
     `fit_per_cluster`·k rows drawn with `seed`, then every row assigned. No input validation."""
     rng = np.random.default_rng(seed)
     sample = x if len(x) <= fit_per_cluster * k else x[np.sort(rng.choice(len(x), fit_per_cluster * k, replace=False))]
+    from sklearn.cluster import KMeans
+
     kmeans = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(sample)
     return kmeans.predict(x).astype(np.int64)
 

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import pyarrow as pa
-from scipy import sparse
 
 from ..errors import OptionError
 from ..options import option
@@ -39,6 +38,9 @@ DENSE_UP_TO = 10_000  # the euclidean kernel keeps n×n float64 matrices: 0.8 GB
 KERNELS = ("cosine", "euclidean")
 _NPROBE = 10
 _QUERY_BLOCK = 16_384
+
+if TYPE_CHECKING:  # annotations only: scipy loads when a graph is built
+    from scipy import sparse
 
 
 @register
@@ -90,10 +92,14 @@ def knn_graph(x: np.ndarray, neighbors: int, *, seed: int = 0) -> sparse.csc_mat
     rows = np.concatenate([np.repeat(own[:, 0], keep.sum(axis=1)), np.arange(n)])
     cols = np.concatenate([ids[keep], np.arange(n)])
     vals = np.concatenate([np.maximum(sims[keep], 0), np.ones(n, dtype=np.float32)])
+    from scipy import sparse
+
     return sparse.csc_matrix((vals.astype(np.float64), (rows, cols)), shape=(n, n))
 
 
 def _search(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
     n, dim = x.shape
     if n <= EXACT_UP_TO:
         index = faiss.IndexFlatIP(dim)

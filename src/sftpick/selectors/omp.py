@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import nnls
 
 from .clusters import proportional_quotas
 
@@ -179,6 +178,8 @@ def _refit(gram: np.ndarray, rhs: np.ndarray, *, ridge: float, nonnegative: bool
     # (c lies in G's range), so NNLS runs on this |S|-row factor rather than on d rows; dependent
     # atoms (more atoms than dimensions, duplicates) only make the factor wide.
     root = np.sqrt(values)
+    from scipy.optimize import nnls
+
     return nnls(root[:, None] * vectors.T, (vectors.T @ rhs) / root)[0]
 
 

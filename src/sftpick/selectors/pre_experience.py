@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from sklearn.cluster import KMeans
 
 from ..embeddings import EMBED_TEXTS, LM_PREFIX
 from ..errors import OptionError
@@ -82,6 +81,8 @@ class PreExperience(Selector):
         if self.by is None:
             raise OptionError("pre_experience keeps a band of a score in each cluster: pass by= (--by ppl_ins)")
         k = min(self.clusters or default_clusters(len(vectors)), len(vectors))
+        from sklearn.cluster import KMeans
+
         labels = KMeans(n_clusters=k, random_state=self.seed, n_init=10).fit(vectors).labels_
         confidence = table.column(self.by).to_numpy(zero_copy_only=False).astype(np.float64)
         per_cluster = max(1, budget // k)

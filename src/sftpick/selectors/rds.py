@@ -198,7 +198,7 @@ def hidden_batches(model, ids: list[list[int]], *, pad_id: int, token_budget: in
     right-padded micro-batch of `ids` of at most `token_budget` padded tokens, no gradients."""
     import torch
 
-    from ..perplexity import micro_batches
+    from ..spans import micro_batches
 
     device = next(model.parameters()).device
     with torch.inference_mode():

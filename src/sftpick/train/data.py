@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..examples import Example
-from ..perplexity import Span
+from ..spans import Span
 from ..templates import render_prompt
 
 IGNORE = -100  # label of a token the loss skips (the prompt, padding)
