@@ -68,9 +68,10 @@ def files(tmp_path_factory, real_records_path):
 
 
 def less_run(data, target, out, budget, **options):
-    # target as text, as a config file gives it (a Path reached the report's json.dumps unconverted at 98d44df)
+    # target as text, as a config file gives it (a Path reached the report's json.dumps unconverted at 98d44df);
+    # dedup none: the copies stay candidates, so LESS's own handling of duplicates is what is tested
     return sftpick.run(data, out, budget, strategy="less", target=str(target), target_subtask="task", progress=False,
-                       **{**TINY, **options})[1]
+                       dedup="none", **{**TINY, **options})[1]
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ def data(tmp_path_factory, real_records_path):
 
 
 def tagcos_run(data, out, budget, **options):
-    return sftpick.run(data, out, budget, strategy="tagcos", progress=False, **{**TINY, **options})[1]
+    # dedup none: the copies stay candidates, so TAGCOS's own handling of duplicates is what is tested
+    return sftpick.run(data, out, budget, strategy="tagcos", progress=False, dedup="none", **{**TINY, **options})[1]
 
 
 @pytest.fixture(scope="module")

@@ -150,12 +150,14 @@ def test_eval_writes_results_table_and_manifest(tmp_path, records):
 
 
 def test_overlap_is_an_error_naming_the_record(tmp_path, records):
+    """With decontamination off (by default the copy would be dropped from the training file)."""
     train = write(tmp_path / "subset.json", records[:4])
     heldout = tmp_path / "heldout.jsonl"
     heldout.write_text("".join(json.dumps(r) + "\n" for r in [records[22], records[2]]))
     with pytest.raises(OverlapError, match=r"heldout.jsonl row 1, line 2 also appears in arm 'subset' "
                                            r"\(seed 0, .*subset.json row 2, line 1\); 1 of the 2 eval records"):
-        api.evaluate([train], tmp_path / "eval", eval_sets=[heldout], config={"max_length": 96}, device="cpu")
+        api.evaluate([train], tmp_path / "eval", eval_sets=[heldout], config={"max_length": 96}, device="cpu",
+                     decontaminate=False)
     assert not (tmp_path / "eval" / "arms").exists()  # refused before any work
 
 

@@ -58,7 +58,8 @@ class HeldOutSettings(MatchSettings):
     allow_overlap: bool = option(False, "Evaluate even when eval records are also training records.")
     decontaminate: bool = option(True, "Drop training and pool records that share long n-grams with a record of "
                                        "an --eval-set or --prompts file (a study's --target too) before any "
-                                       "fine-tune: evidence from a leaked test set is false evidence.")
+                                       "fine-tune: evidence from a leaked test set is false evidence (off with "
+                                       "--allow-overlap too).")
     save_models: bool = option(False, "Keep every tuned model under OUTPUT_DIR/models/<key>/ (off: results only).")
 
 
@@ -105,8 +106,11 @@ def evaluate(train: list[str | Path], output_dir: str | Path, *, config=None, **
 
 def test_sets(settings: HeldOutSettings, *extra: Path) -> list[Path]:
     """The files whose records must not be trained on: the eval sets, the test prompts and
-    `extra` (a study's targets); none with `decontaminate` off."""
-    return [*settings.eval_sets, *getattr(settings, "prompts", []), *extra] if settings.decontaminate else []
+    `extra` (a study's targets); none with `decontaminate` off, or with `allow_overlap` (the
+    user means to train on eval records)."""
+    if not settings.decontaminate or settings.allow_overlap:
+        return []
+    return [*settings.eval_sets, *getattr(settings, "prompts", []), *extra]
 
 
 def _win_rate_plan(settings: EvalSettings, config: TrainConfig) -> WinRatePlan | None:
