@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import DataError
-from .writers import atomic_write, write_parquet
+from .writers import atomic_write, read_parquet, write_parquet
 
 KEY = "content_hash"
 
@@ -126,7 +125,7 @@ class ShardStore:
         files = sorted(self.dir.glob("shard-*.parquet"))
         if not files:
             return DigestIndex(), None
-        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        table = pa.concat_tables([read_parquet(f) for f in files], promote_options="default")
         return DigestIndex(column_digests(table.column(KEY))), table
 
     def save(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import DataError, OptionError
 from .provenance import HASH
+from .writers import read_parquet
 
 TOP_FRACTIONS = (0.05, 0.10, 0.15)
 KEYS = ("id", HASH, "row")
@@ -122,4 +122,4 @@ def _table(source: pa.Table | str | Path) -> pa.Table:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such score table")
-    return pq.read_table(path)
+    return read_parquet(path)

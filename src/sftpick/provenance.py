@@ -18,12 +18,11 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import DataMismatch, IncompleteRun  # noqa: F401  (raised here; importable from here)
 from .examples import Example
 from .io import Dataset
-from .writers import file_sha256
+from .writers import file_sha256, read_parquet
 
 META_KEY = b"sftpick"
 HASH = "content_hash"
@@ -132,7 +131,7 @@ def verify_run(folder: str | Path) -> dict:
 
 def check_scores_file(path: str | Path) -> pa.Table:
     """Read a score table; one written by `run` must still be vouched for by its run's manifest."""
-    table = pq.read_table(path)
+    table = read_parquet(path)
     meta = table_meta(table)
     if meta.get("manifest"):
         manifest = verify_run(Path(path).parent)

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..embeddings import embeddings_path
 from ..examples import Example, to_example
 from ..io import KINDS, Source, parquet_rows, raw_texts
 from ..provenance import HASH, DataMismatch, rows_by_content, verify_run
 from ..stats import dominant_value
-from ..writers import atomic_write, file_sha256, output_lock, remove_stale_temps
+from ..writers import atomic_write, file_sha256, output_lock, read_parquet, remove_stale_temps
 from .figures import distributions, embedding_map, scatter_by, score_columns, selected
 from .html import cut, escape, figure_html, page
 
@@ -43,7 +42,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *, manif
         if manifest is None:
             manifest = verify_run(run_dir)
             remove_stale_temps(path.parent, path.name)
-        table = pq.read_table(scores_path) if table is None or manifest is None else table
+        table = read_parquet(scores_path) if table is None or manifest is None else table
         by, ascending = _ranking(manifest, table)
         best, worst = _best_and_worst(table, by, ascending, examples)
         texts, note = _dataset_texts(manifest, table, scores_path, sorted(set(best + worst)))
