@@ -31,7 +31,8 @@ EXACT, NEAR, SEMANTIC, CONTAMINATED = "exact duplicate", "near duplicate", "sema
 REASONS = (CONTAMINATED, EXACT, NEAR, SEMANTIC)  # the order a record is tested in
 COLUMNS = ("removed", "duplicate_of", "matched")  # what the stage adds to the score table
 DROP_LABELS = {CONTAMINATED: "contaminated: shares long n-grams with a test record (--decontaminate)",
-               EXACT: "exact duplicate of an earlier record", NEAR: "near duplicate of an earlier record (--dedup near)",
+               EXACT: "exact duplicate of an earlier record",
+               NEAR: "near duplicate of an earlier record (--dedup near)",
                SEMANTIC: "semantic duplicate of a kept record (--dedup semantic)"}
 
 

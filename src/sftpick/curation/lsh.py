@@ -63,8 +63,8 @@ def clusters(sources: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
 
     A cluster is a connected component of the undirected links sources[k] - targets[k] among
     records 0..n-1 (scipy's `connected_components`); its kept record is its lowest index, the
-    first in file order. The part of `near_duplicates` after grouping, for another grouping
-    backend (`minhash_ray.near_duplicates_ray`)."""
+    first in file order: what `near_duplicates` does with its links when no sketches verify
+    them, for links found by other means (checked input)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n={n!r} should be a whole number >= 0.")
     sources, targets = np.asarray(sources), np.asarray(targets)

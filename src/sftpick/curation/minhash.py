@@ -19,7 +19,7 @@ with `np.minimum.reduceat`. Candidates share a band key (found by sorting each b
 without sketches, clusters are the connected components of "shares a band key" (text-dedup's
 union-find, scipy's `connected_components`). With b-bit sketches (Li and König, "b-Bit
 Minwise Hashing", WWW 2010; one byte a permutation), each link is verified by its Jaccard
-estimate and chains are cut (`near_duplicates`): the LSH false positives of records that
+estimate and chains are cut (`lsh.near_duplicates`): the LSH false positives of records that
 share a long block (GPTeacher Toolformer) and union-find's chaining through them took the
 record precision from 0.64 to 0.97 (docs/methods/dedup.md).
 
@@ -81,7 +81,7 @@ def signatures(texts: list[str], *, num_perm: int = DEFAULT_PERMUTATIONS, ngram:
     Shingles are the `ngram`-word windows of `normalise(text)`; a text of fewer words is one
     shingle of all its words. A text with no words has no shingles and gets MAX_HASH
     (2**32 - 1) everywhere, datasketch's empty MinHash, whose band keys are EMPTY_KEY, which
-    `near_duplicates` never links: an empty text is nobody's duplicate.
+    `lsh.near_duplicates` never links: an empty text is nobody's duplicate.
 
     Shingle hash, all in numpy over the batch's UTF-8 bytes: each word is hashed as a
     polynomial of its bytes mod 2**64, the `ngram` word hashes of a shingle are combined as a
@@ -155,7 +155,7 @@ def sketches(signatures: np.ndarray) -> np.ndarray:
     values, by chance (2**-8), so from the fraction f of equal bytes J = (f - 2**-8) / (1 -
     2**-8), with standard error sqrt(f(1-f)/num_perm) / (1 - 2**-8) for sets much smaller
     than the 2**32 hash values (their Theorem 1): 0.4% more than the signature's
-    sqrt(J(1-J)/num_perm) at J = 0.7. `near_duplicates` verifies its links with them.
+    sqrt(J(1-J)/num_perm) at J = 0.7. `lsh.near_duplicates` verifies its links with them.
 
     Each byte is the top byte of the value times SKETCH_MULTIPLIER mod 2**32 (multiplicative
     hashing), not the value's lowest 8 bits as in the paper and datasketch's `bBitMinHash`:

@@ -5,9 +5,9 @@ The (band, key, record) rows of all bands go into one Ray Dataset, grouped by a 
 number (the band, and the key modulo a number of buckets sized to about _GROUP_ROWS rows), so
 that the rows of one band key always meet in one `map_groups` call and each call sorts many
 band keys at once in numpy (a call per band key would cost ~0.2 ms each, minutes per million
-records). Each call emits the same links as `minhash.near_duplicates` (member -> its band
+records). Each call emits the same links as `lsh.near_duplicates` (member -> its band
 group's lowest index); the driver collects them, verifies them with the sketches and takes
-the clusters with the same numpy code (`minhash._resolve`, `minhash.clusters`), so the result
+the clusters with the same numpy code (`lsh._resolve`), so the result
 is equal to `near_duplicates`'.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ _GROUP_ROWS = 2**20  # (group, key, record) rows a map_groups call sorts, about:
 
 def near_duplicates_ray(keys: np.ndarray, sketches: np.ndarray | None = None,
                         threshold: float | None = None) -> np.ndarray:
-    """`minhash.near_duplicates(keys, sketches, threshold)`, its band-key grouping on the Ray
+    """`lsh.near_duplicates(keys, sketches, threshold)`, its band-key grouping on the Ray
     cluster that `ray.init` joined (or a local one it starts): the same int64 [n], -1 for a
     kept record, else the index of the kept record it duplicates. The links, 16 bytes a
     record and band at most, and their verification stay in the driver."""

@@ -19,22 +19,18 @@ import numpy as np
 import pyarrow as pa
 
 from ..cache import column_digests
-from ..provenance import HASH
 from ..embeddings import VECTOR_DTYPES, example_text
 from ..engines.stream import score_stream
 from ..errors import DataError, OptionError
 from ..io import Chunk, Source, read_dataset
 from ..io.prompts import load_prompts
 from ..models import DEFAULT_EMBEDDER
+from ..provenance import HASH
 from . import COLUMNS, CONTAMINATED, EXACT, NEAR, SEMANTIC, CurateSettings, MatchSettings
 from .decontaminate import NgramIndex
 from .lsh import near_duplicates
 from .semdedup import semdedup
 from .steps import MATCHED, MinHashStep, SentenceVectors, TestSetMatch
-
-EXAMPLES_PER_REASON = 3  # removed records shown in the report beside their twin
-TEXT_SHOWN = 600  # characters of each
-
 
 @dataclass
 class Curation:
@@ -107,7 +103,7 @@ def curate(source: Source, settings: CurateSettings, engine, *, cache_dir: Path 
     matched = (table.column(MATCHED).to_numpy(zero_copy_only=False) if MATCHED in table.column_names
                else np.full(table.num_rows, None, dtype=object))
     reason[np.not_equal(matched, None)] = CONTAMINATED
-    first = _first_of_content(table)
+    first = _first_of(column_digests(table.column(HASH)))
     open_ = (first == np.arange(table.num_rows)) & np.equal(reason, None)  # distinct, not yet removed
     for step in (s for s in steps if s.name in seen.distinct_vectors):
         candidates = np.flatnonzero(open_)
@@ -135,9 +131,8 @@ def _rows_of(seen, name: str, candidates: np.ndarray) -> np.ndarray:
     return vectors if np.array_equal(at, np.arange(len(vectors))) else vectors[at]
 
 
-def _first_of_content(table: pa.Table) -> np.ndarray:
-    """For each table position, the position of the first row with the same content."""
-    keys = column_digests(table.column(HASH))
+def _first_of(keys: np.ndarray) -> np.ndarray:
+    """For each content digest, the position of its first occurrence in `keys`."""
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return first[inverse.ravel()]
 
@@ -197,8 +192,7 @@ def mark_exact(table: pa.Table) -> pa.Table:
         reason, twin, matched = (np.full(n, None, dtype=object), np.full(n, -1, dtype=np.int64),
                                  np.full(n, None, dtype=object))
     kept = np.flatnonzero(np.equal(reason, None))
-    _, first, inverse = np.unique(column_digests(table.column(HASH))[kept], return_index=True, return_inverse=True)
-    first = first[inverse.ravel()]
+    first = _first_of(column_digests(table.column(HASH))[kept])
     copies = first != np.arange(len(kept))
     reason[kept[copies]] = EXACT
     twin[kept[copies]] = table.column("row").to_numpy()[kept[first[copies]]]

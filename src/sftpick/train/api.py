@@ -9,13 +9,13 @@ from pathlib import Path
 from ..curation import MatchSettings
 from ..errors import OptionError, UnreadableInput
 from ..examples import FORMATS
+from ..io.prompts import load_prompts
 from ..models import device_option, model_option, trust_remote_code_option
 from ..options import option, option_values, settings_from
 from ..scorers.judge import JudgeConnection
 from .arms import BASELINES, file_names
 from .config import TrainConfig, check_config, train_config
 from .harness import HarnessPlan, HarnessSettings, check_tasks
-from ..io.prompts import load_prompts
 from .winrate import WinRatePlan
 
 
